@@ -1,0 +1,46 @@
+/// <reference lib="webworker" />
+/**
+ * Kernel worker: instantiates the shared-memory build on the pool's memory and
+ * runs its share of each job published in the control block.
+ */
+import { CTRL_SLOTS, DONE, FN, GEN, JOBS, MAX_ARGS, STOP } from "./threads.ts";
+
+type Init = {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  ctrl: Int32Array;
+  args: Float64Array;
+  names: string[];
+  index: number;
+};
+
+const SPIN = 20000;
+
+self.onmessage = async (e: MessageEvent<Init>) => {
+  const { module, memory, ctrl, args, names, index } = e.data;
+  if (ctrl.length < CTRL_SLOTS) throw new Error("bad control block");
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  const exp = instance.exports as Record<string, (...a: number[]) => number>;
+  const fns = names.map((n) => exp[n]);
+  self.postMessage("ready");
+  let seen = Atomics.load(ctrl, GEN);
+  for (;;) {
+    let spins = 0;
+    while (Atomics.load(ctrl, GEN) === seen) {
+      if (++spins > SPIN) {
+        Atomics.wait(ctrl, GEN, seen);
+        spins = 0;
+      }
+    }
+    seen = Atomics.load(ctrl, GEN);
+    if (Atomics.load(ctrl, STOP) === 1) return;
+    if (index < Atomics.load(ctrl, JOBS)) {
+      const base = index * MAX_ARGS;
+      const n = args[base + MAX_ARGS - 1];
+      const a: number[] = [];
+      for (let j = 0; j < n; j++) a.push(args[base + j]);
+      fns[Atomics.load(ctrl, FN)](...a);
+      Atomics.add(ctrl, DONE, 1);
+    }
+  }
+};
