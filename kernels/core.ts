@@ -103,7 +103,10 @@ export interface LoadOptions {
 }
 
 async function defaultSource(variant: WasmVariant): Promise<Uint8Array> {
-  const url = new URL(`./build/dlora-${variant}.wasm`, import.meta.url);
+  // Source layout: kernels/core.ts → kernels/build/*.wasm; the JS bundle for
+  // other hosts sits in kernels/build/ beside the wasm files.
+  const dir = import.meta.url.endsWith(".ts") ? "./build/" : "./";
+  const url = new URL(`${dir}dlora-${variant}.wasm`, import.meta.url);
   if (url.protocol === "file:") {
     // Node's fetch has no file: support; node:fs exists in Node, Deno and Bun.
     const fs = await import("node:fs/promises");

@@ -19,7 +19,9 @@ export const GEN = 0, DONE = 1, FN = 2, JOBS = 3, STOP = 4, CTRL_SLOTS = 8;
 function defaultFactory(): KernelWorker {
   const W = (globalThis as unknown as { Worker: new (u: URL, o: object) => KernelWorker })
     .Worker;
-  return new W(new URL("./worker.ts", import.meta.url), { type: "module" });
+  // The JS bundle (kernels/build/) ships worker.js beside it; sources use worker.ts.
+  const file = import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js";
+  return new W(new URL(file, import.meta.url), { type: "module" });
 }
 
 export class ThreadPool {

@@ -6,7 +6,10 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-if (!existsSync(join(root, "node_modules/.bin/deno")) || !existsSync(join(root, "node_modules/.bin/asc"))) {
+if (
+  !existsSync(join(root, "node_modules/.bin/deno")) ||
+  !existsSync(join(root, "node_modules/.bin/asc"))
+) {
   console.error("installing dependencies (npm ci)…");
   execSync("npm ci --no-audit --no-fund", { cwd: root, stdio: "inherit" });
 }

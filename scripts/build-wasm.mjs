@@ -1,6 +1,8 @@
 // Builds the four kernel variants (relaxed/plain SIMD × single/multi-thread)
-// with AssemblyScript. Skips the build when every output is newer than every
-// source, unless --force is given.
+// with AssemblyScript, then bundles the host-side loader to plain JavaScript
+// (kernels/build/dlora-kernels.js + worker.js) for hosts that cannot run
+// TypeScript (Node 20, browsers). Skips the wasm build when every output is
+// newer than every source, unless --force is given.
 import { execFileSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -25,7 +27,28 @@ function oldestOutput() {
   }
 }
 
+function bundleLoader() {
+  const esbuild = join(root, "node_modules/.bin/esbuild");
+  for (
+    const [entry, out] of [["kernels/mod.ts", "dlora-kernels.js"], [
+      "kernels/worker.ts",
+      "worker.js",
+    ]]
+  ) {
+    execFileSync(esbuild, [
+      entry,
+      "--bundle",
+      "--format=esm",
+      "--platform=neutral",
+      "--external:node:*",
+      "--log-level=warning",
+      `--outfile=kernels/build/${out}`,
+    ], { cwd: root, stdio: "inherit" });
+  }
+}
+
 export function buildWasm(force = false) {
+  bundleLoader();
   if (!force && oldestOutput() > newestSource()) return false;
   const asc = join(root, "node_modules/.bin/asc");
   for (const target of targets) {
