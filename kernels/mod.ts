@@ -11,3 +11,26 @@ export {
   WasmArray,
   type WasmVariant,
 } from "./core.ts";
+export {
+  type AdamWConfig,
+  type AdamWState,
+  adamwStep,
+  clipGradNorm,
+  type ClipOptions,
+  sumSquares,
+} from "./optim.ts";
+export {
+  bf16ToF32,
+  CodecError,
+  type CodecErrorReason,
+  dequantizeInt8Rows,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  quantizeInt8Rows,
+  topkDecode,
+  type TopkDecodeOptions,
+  topkEncode,
+  topkEncodeWithFeedback,
+  topkMaxBytes,
+} from "./codec.ts";

@@ -12,3 +12,5 @@ export function hasRelaxedSimd(): i32 {
 }
 
 export * from "./util";
+export * from "./optim";
+export * from "./codec";
