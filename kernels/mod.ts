@@ -34,3 +34,23 @@ export {
   topkEncodeWithFeedback,
   topkMaxBytes,
 } from "./codec.ts";
+export { rmsnormBackward, type RmsnormBackwardOptions, rmsnormForward } from "./norm.ts";
+export { ropeBackward, ropeForward, type RopeShape, type RopeStyle, ropeTable } from "./rope.ts";
+export {
+  attentionBackward,
+  attentionDecode,
+  attentionForward,
+  type AttentionShape,
+  type CacheWriteShape,
+  type DecodeShape,
+  kvCacheWrite,
+} from "./attention.ts";
+export { swigluBackward, swigluForward } from "./mlp.ts";
+export { embeddingBackward, embeddingForward } from "./embed.ts";
+export {
+  crossEntropyBackward,
+  type CrossEntropyBackwardOptions,
+  crossEntropyForward,
+  type LossSummary,
+  meanLoss,
+} from "./xent.ts";

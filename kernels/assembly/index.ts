@@ -14,3 +14,10 @@ export function hasRelaxedSimd(): i32 {
 export * from "./util";
 export * from "./optim";
 export * from "./codec";
+export { vexp } from "./vmath";
+export * from "./norm";
+export * from "./rope";
+export * from "./attention";
+export * from "./mlp";
+export * from "./embed";
+export * from "./xent";
