@@ -14,7 +14,7 @@ export type WorkerFactory = () => KernelWorker;
 
 export const MAX_ARGS = 16;
 /** Control block slots. */
-export const GEN = 0, DONE = 1, FN = 2, JOBS = 3, STOP = 4, CTRL_SLOTS = 8;
+export const GEN = 0, DONE = 1, FN = 2, JOBS = 3, STOP = 4, ERR = 5, CTRL_SLOTS = 8;
 
 function defaultFactory(): KernelWorker {
   const W = (globalThis as unknown as { Worker: new (u: URL, o: object) => KernelWorker })
@@ -93,6 +93,9 @@ export class ThreadPool {
     const want = jobs - 1;
     while (Atomics.load(ctrl, DONE) < want) {
       // Spin: jobs are short and the main thread may not block in browsers.
+    }
+    if (Atomics.exchange(ctrl, ERR, 0) !== 0) {
+      throw new Error(`kernel ${name} trapped on a worker thread (out-of-bounds pointer or size?)`);
     }
   }
 

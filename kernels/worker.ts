@@ -3,7 +3,7 @@
  * Kernel worker: instantiates the shared-memory build on the pool's memory and
  * runs its share of each job published in the control block.
  */
-import { CTRL_SLOTS, DONE, FN, GEN, JOBS, MAX_ARGS, STOP } from "./threads.ts";
+import { CTRL_SLOTS, DONE, ERR, FN, GEN, JOBS, MAX_ARGS, STOP } from "./threads.ts";
 
 type Init = {
   module: WebAssembly.Module;
@@ -22,8 +22,10 @@ self.onmessage = async (e: MessageEvent<Init>) => {
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const exp = instance.exports as Record<string, (...a: number[]) => number>;
   const fns = names.map((n) => exp[n]);
-  self.postMessage("ready");
+  // Read the generation before saying ready: a job published right after the pool
+  // starts must be seen as new, not taken as the baseline.
   let seen = Atomics.load(ctrl, GEN);
+  self.postMessage("ready");
   for (;;) {
     let spins = 0;
     while (Atomics.load(ctrl, GEN) === seen) {
@@ -39,7 +41,12 @@ self.onmessage = async (e: MessageEvent<Init>) => {
       const n = args[base + MAX_ARGS - 1];
       const a: number[] = [];
       for (let j = 0; j < n; j++) a.push(args[base + j]);
-      fns[Atomics.load(ctrl, FN)](...a);
+      try {
+        fns[Atomics.load(ctrl, FN)](...a);
+      } catch {
+        // A trap must not leave the caller waiting forever: flag it and count as done.
+        Atomics.store(ctrl, ERR, 1);
+      }
       Atomics.add(ctrl, DONE, 1);
     }
   }
