@@ -54,3 +54,26 @@ export {
   type LossSummary,
   meanLoss,
 } from "./xent.ts";
+export {
+  AUTO_WEBGPU_MIN_FLOPS,
+  type BackendChoice,
+  type BackendLoraGrads,
+  type BackendName,
+  type BackendTensor,
+  chooseBackend,
+  type LinearBackend,
+  type ProblemShape,
+  selectBackend,
+  type SelectOptions,
+  wasmBackend,
+  WasmTensor,
+  webgpuBackend,
+  WebGpuTensor,
+} from "./backend.ts";
+export {
+  type AdapterSummary,
+  Gpu,
+  GpuTensor,
+  probeAdapter,
+  WebGpuUnavailableError,
+} from "./webgpu/device.ts";
