@@ -34,6 +34,7 @@ export {
   topkEncodeWithFeedback,
   topkMaxBytes,
 } from "./codec.ts";
+export { gemmDyTX, gemmDyW, gemmFlops, type GemmOptions, gemmXWt } from "./gemm.ts";
 export { rmsnormBackward, type RmsnormBackwardOptions, rmsnormForward } from "./norm.ts";
 export { ropeBackward, ropeForward, type RopeShape, type RopeStyle, ropeTable } from "./rope.ts";
 export {
@@ -54,6 +55,15 @@ export {
   type LossSummary,
   meanLoss,
 } from "./xent.ts";
+export {
+  type LoraBackwardOptions,
+  loraBackward,
+  loraBackwardFlops,
+  type LoraForwardOptions,
+  loraForward,
+  loraForwardFlops,
+  type LoraGrads,
+} from "./lora.ts";
 export {
   AUTO_WEBGPU_MIN_FLOPS,
   type BackendChoice,

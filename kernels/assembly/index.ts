@@ -12,6 +12,8 @@ export function hasRelaxedSimd(): i32 {
 }
 
 export * from "./util";
+export { gemm_dytx, gemm_dyw, gemm_scratch_bytes, gemm_xwt } from "./gemm";
+export * from "./lora";
 export * from "./optim";
 export * from "./codec";
 export { vexp } from "./vmath";
