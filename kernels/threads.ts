@@ -1,9 +1,11 @@
 /**
  * A small pool of workers that share the kernel module's memory. A job is one
- * export called with a different argument list on each thread; the calling
- * thread runs its own share and then waits for the others. Synchronisation is
- * a shared control block (generation counter + done counter), so a job costs
- * no message passing.
+ * export called once per argument list; the calling thread and the workers
+ * claim lists from a shared counter until none are left, then the caller
+ * waits for the claimed ones to finish. Synchronisation is a shared control
+ * block (generation, claim and done counters), so a job costs no message
+ * passing, and a worker that wakes late (an idle thread can take ~0.5 ms to
+ * wake) only loses its share instead of holding everyone up.
  */
 export interface KernelWorker {
   postMessage(message: unknown): void;
@@ -13,8 +15,15 @@ export interface KernelWorker {
 export type WorkerFactory = () => KernelWorker;
 
 export const MAX_ARGS = 16;
-/** Control block slots. */
-export const GEN = 0, DONE = 1, FN = 2, JOBS = 3, STOP = 4, ERR = 5, CTRL_SLOTS = 8;
+/** Argument lists one job carries (more are run as further jobs). */
+export const MAX_LISTS = 64;
+/**
+ * Control block slots. NEXT counts claims up from -JOBS: a claim that returns
+ * a negative value owns list (value + JOBS); a non-negative one means the job
+ * is used up. Claims are always on the current job, so FN, JOBS and the lists
+ * read after a successful claim belong to it.
+ */
+export const GEN = 0, DONE = 1, FN = 2, JOBS = 3, STOP = 4, ERR = 5, NEXT = 6, CTRL_SLOTS = 8;
 
 function defaultFactory(): KernelWorker {
   const W = (globalThis as unknown as { Worker: new (u: URL, o: object) => KernelWorker })
@@ -47,7 +56,7 @@ export class ThreadPool {
     factory: WorkerFactory = defaultFactory,
   ): Promise<ThreadPool> {
     const ctrl = new Int32Array(new SharedArrayBuffer(CTRL_SLOTS * 4));
-    const args = new Float64Array(new SharedArrayBuffer((count + 1) * MAX_ARGS * 8));
+    const args = new Float64Array(new SharedArrayBuffer(MAX_LISTS * MAX_ARGS * 8));
     const names = WebAssembly.Module.exports(module)
       .filter((e) => e.kind === "function").map((e) => e.name);
     const workers: KernelWorker[] = [];
@@ -71,29 +80,52 @@ export class ThreadPool {
     return new ThreadPool(workers, ctrl, args, names);
   }
 
-  /** Lists beyond the thread count run on the calling thread via `runLocal`. */
+  /**
+   * Runs export `name` once per argument list, on whichever thread claims the
+   * list first; the calling thread runs its claims through `runLocal`.
+   */
   run(name: string, argsPerThread: number[][], runLocal: (args: number[]) => void): void {
     const fn = this.#names.get(name);
     if (fn === undefined) throw new Error(`kernel export ${name} not found`);
-    const jobs = Math.min(argsPerThread.length, this.workers.length + 1);
-    for (let t = 1; t < jobs; t++) {
-      const a = argsPerThread[t];
-      if (a.length > MAX_ARGS) throw new RangeError(`${name}: more than ${MAX_ARGS} arguments`);
+    for (const a of argsPerThread) {
+      // The last slot of a list holds its length.
+      if (a.length >= MAX_ARGS) {
+        throw new RangeError(`${name}: ${a.length} arguments, at most ${MAX_ARGS - 1}`);
+      }
+    }
+    for (let at = 0; at < argsPerThread.length; at += MAX_LISTS) {
+      this.#job(name, fn, argsPerThread.slice(at, at + MAX_LISTS), runLocal);
+    }
+  }
+
+  #job(name: string, fn: number, lists: number[][], runLocal: (args: number[]) => void): void {
+    const n = lists.length;
+    for (let t = 0; t < n; t++) {
+      const a = lists[t];
       for (let j = 0; j < a.length; j++) this.args[t * MAX_ARGS + j] = a[j];
       this.args[t * MAX_ARGS + MAX_ARGS - 1] = a.length;
     }
     const ctrl = this.ctrl;
-    Atomics.store(ctrl, DONE, 0);
     Atomics.store(ctrl, FN, fn);
-    Atomics.store(ctrl, JOBS, jobs);
+    Atomics.store(ctrl, JOBS, n);
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.store(ctrl, NEXT, -n);
     Atomics.add(ctrl, GEN, 1);
     Atomics.notify(ctrl, GEN);
-    runLocal(argsPerThread[0]);
-    for (let t = jobs; t < argsPerThread.length; t++) runLocal(argsPerThread[t]);
-    const want = jobs - 1;
-    while (Atomics.load(ctrl, DONE) < want) {
-      // Spin: jobs are short and the main thread may not block in browsers.
+    let failure: unknown = null;
+    for (let claim = Atomics.add(ctrl, NEXT, 1); claim < 0; claim = Atomics.add(ctrl, NEXT, 1)) {
+      try {
+        runLocal(lists[claim + n]);
+      } catch (e) {
+        // Keep counting: workers may still be running lists of this job.
+        failure ??= e;
+      }
+      Atomics.add(ctrl, DONE, 1);
     }
+    while (Atomics.load(ctrl, DONE) < n) {
+      // Spin: the lists left are running on workers, and the main thread may not block in browsers.
+    }
+    if (failure !== null) throw failure;
     if (Atomics.exchange(ctrl, ERR, 0) !== 0) {
       throw new Error(`kernel ${name} trapped on a worker thread (out-of-bounds pointer or size?)`);
     }
