@@ -143,9 +143,10 @@ function run(
   inner: number,
 ): void {
   const blocks = splitOutput(k, rows, cols, inner);
+  const aByRows = name === "gemm_dytx" ? 0 : 1;
   let bytes = 0;
   for (const [i0, i1, j0, j1] of blocks) {
-    bytes = Math.max(bytes, k.exports.gemm_scratch_bytes(i1 - i0, j1 - j0, inner));
+    bytes = Math.max(bytes, k.exports.gemm_scratch_bytes(i1 - i0, j1 - j0, inner, aByRows));
   }
   const scratch = threadScratch(k, bytes, blocks.length);
   k.parallel(name, blocks.map((b, t) => [...head, accumulate ? 1 : 0, scratch[t], ...b]));

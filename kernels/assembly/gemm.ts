@@ -51,9 +51,12 @@ const KCN: i32 = 4096;
 /** Reduction block of gemmTN (operand slices of a tile stay in L1). */
 const TNB: i32 = 256;
 
-/** Bytes of scratch one thread needs for any block of this problem. */
-export function gemm_scratch_bytes(rows: i32, cols: i32, inner: i32): i32 {
-  return gemmScratchBytes(rows, cols, inner);
+/**
+ * Bytes of scratch one thread needs for a rows×cols block over `inner` steps;
+ * aByRows: 1 for gemm_xwt and gemm_dyw (their A is stored by rows), 0 for gemm_dytx.
+ */
+export function gemm_scratch_bytes(rows: i32, cols: i32, inner: i32, aByRows: i32): i32 {
+  return gemmScratchBytes(rows, cols, inner, aByRows != 0);
 }
 
 // @ts-ignore: decorator
@@ -730,11 +733,11 @@ export function gemmAny(
   }
 }
 
-/** Bytes of scratch gemmAny needs for this problem. */
-export function gemmScratchBytes(rows: i32, cols: i32, inner: i32): i32 {
+/** Bytes of scratch gemmAny needs for this problem (aByRows: aps = 1). */
+export function gemmScratchBytes(rows: i32, cols: i32, inner: i32, aByRows: bool): i32 {
   const kq = (min(inner, KC) + 3) >> 2;
   const dot = (ceilTo(min(rows, MC), 3) + ceilTo(min(cols, NC), 3)) * kq * 16;
-  const narrow = cols <= NARROW ? narrowBytes(cols, inner) : 0;
+  const narrow = cols <= NARROW && aByRows ? narrowBytes(cols, inner) : 0;
   const outer = inner <= SHORT_P ? outerPanelsBytes(cols, inner) + OUTER_A_BYTES : 0;
   return max(max(dot, narrow), outer) + 64;
 }

@@ -32,12 +32,12 @@ export function lora_scratch_bytes(rows: i32, IN: i32, R: i32, OUT: i32): i32 {
   const bb = min(rows, blockRows(max(IN, OUT)));
   // forward: packed A (narrow) + packed B panels + A panel, or gemm fallback
   let fwd = align64(narrowBytes(R, IN)) + align64(outerPanelsBytes(OUT, R)) + OUTER_A_BYTES;
-  fwd = max(fwd, gemmScratchBytes(rows, R, IN));
-  fwd = max(fwd, gemmScratchBytes(rows, OUT, R));
+  fwd = max(fwd, gemmScratchBytes(rows, R, IN, true));
+  fwd = max(fwd, gemmScratchBytes(rows, OUT, R, true));
   // backward: packed B (narrow) + packed A panels + A panel + GB block + gemm fallback
   let bwd = align64(narrowBytes(R, OUT)) + align64(outerPanelsBytes(IN, R)) + OUTER_A_BYTES;
   bwd += align64(bb * R * 4);
-  bwd += max(gemmScratchBytes(bb, R, OUT), gemmScratchBytes(bb, IN, R));
+  bwd += max(gemmScratchBytes(bb, R, OUT, true), gemmScratchBytes(bb, IN, R, true));
   return max(fwd, bwd) + 128;
 }
 
