@@ -5,6 +5,7 @@
  */
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { convert, convertFlags } from "./commands/convert.ts";
+import { coordinator, coordinatorFlags } from "./commands/coordinator.ts";
 
 interface Command {
   flags: FlagSpec;
@@ -20,10 +21,15 @@ const COMMANDS: Record<string, Command> = {
     summary: "convert --model M --to hf|gguf --out PATH [--dtype f32|f16|bf16|q8_0]",
     run: convert,
   },
+  coordinator: {
+    flags: coordinatorFlags,
+    summary: "coordinator [--port 8470 --host 127.0.0.1 --kv PATH --open-registration]",
+    run: coordinator,
+  },
 };
 
 /** Contract commands whose issue has not landed: they say so instead of pretending. */
-const PENDING = ["eval", "generate", "train", "coordinator", "device", "demo", "bench"];
+const PENDING = ["eval", "generate", "train", "device", "demo", "bench"];
 
 function usage(): string {
   const lines = Object.values(COMMANDS).map((c) => `  ${c.summary}`);
