@@ -56,12 +56,12 @@ export {
   meanLoss,
 } from "./xent.ts";
 export {
-  type LoraBackwardOptions,
   loraBackward,
   loraBackwardFlops,
-  type LoraForwardOptions,
+  type LoraBackwardOptions,
   loraForward,
   loraForwardFlops,
+  type LoraForwardOptions,
   type LoraGrads,
 } from "./lora.ts";
 export {
