@@ -46,8 +46,8 @@ const ONR: i32 = 8;
 export const SHORT_P: i32 = 32;
 /** Outputs up to this many columns (with A stored by rows) take the narrow path. */
 export const NARROW: i32 = 64;
-/** Reduction block of the narrow path (partial sums are flushed to C once per block). */
-const KCN: i32 = 4096;
+/** Target reduction block of the narrow path (see narrowBlock). */
+const KCN: i32 = 512;
 /** Reduction block of gemmTN (operand slices of a tile stay in L1). */
 const TNB: i32 = 256;
 
@@ -610,19 +610,31 @@ export function outerRows(
   }
 }
 
+/**
+ * The narrow path's reduction block: about KCN steps, the reduction cut into
+ * equal blocks (multiples of 4). Partial sums go to C once per block; shorter
+ * blocks let a row pair's A stream in while its column tiles reuse it (which
+ * matters once A no longer fits in L3).
+ */
+// @ts-ignore: decorator
+@inline function narrowBlock(inner: i32): i32 {
+  const blocks = max(1, (inner + KCN / 2) / KCN);
+  return ceilTo((inner + blocks - 1) / blocks, 4);
+}
+
 /** Bytes of packNarrow(cols, inner). */
 export function narrowBytes(cols: i32, inner: i32): i32 {
   return ceilTo(cols, 4) * ceilTo(inner, 4) * 4;
 }
 
 /**
- * B (cols × inner) for narrowRows, times alpha: per KCN block of the
+ * B (cols × inner) for narrowRows, times alpha: per narrowBlock of the
  * reduction, 4-row dot slivers (block p0 starts at byte 4·ceil4(cols)·p0).
  */
 export function packNarrow(dst: usize, b: usize, brs: i32, bps: i32, cols: i32, inner: i32, alpha: f32): void {
-  const c4 = <usize>ceilTo(cols, 4);
-  for (let p0 = 0; p0 < inner; p0 += KCN) {
-    const kc = min(KCN, inner - p0);
+  const c4 = <usize>ceilTo(cols, 4), kcn = narrowBlock(inner);
+  for (let p0 = 0; p0 < inner; p0 += kcn) {
+    const kc = min(kcn, inner - p0);
     const d = dst + c4 * <usize>p0 * 4, src = b + <usize>p0 * <usize>bps * 4;
     if (bps == 1) packDotRows4(d, src, brs, cols, kc);
     else packDotCols4(d, src, bps, cols, kc);
@@ -635,7 +647,7 @@ export function narrowRows(
   c: usize, ldc: i32, a: usize, ars: i32, pb: usize, rows: i32, cols: i32, inner: i32, acc: bool,
 ): void {
   const ldcb = <usize>ldc << 2, lda = <usize>ars << 2;
-  const c4 = <usize>ceilTo(cols, 4);
+  const c4 = <usize>ceilTo(cols, 4), kcn = narrowBlock(inner);
   // Row pairs outermost: A streams through once, in order, while the packed
   // B (small) is re-read from L1/L2 for every pair.
   for (let i0 = 0; i0 < rows; i0 += 2) {
@@ -643,8 +655,8 @@ export function narrowRows(
     const r0 = a + <usize>i0 * lda;
     const r1 = mr > 1 ? r0 + lda : r0;
     const crow = c + <usize>i0 * ldcb;
-    for (let p0 = 0; p0 < inner; p0 += KCN) {
-      const kc = min(KCN, inner - p0);
+    for (let p0 = 0; p0 < inner; p0 += kcn) {
+      const kc = min(kcn, inner - p0);
       const sliver = <usize>((kc + 3) >> 2) * 64;
       const accNow = acc || p0 > 0;
       const o = <usize>p0 * 4;
