@@ -16,8 +16,9 @@
 //   slivers of 3 rows laid out [p/4][3][4], so transposed layouts are
 //   transposed while packing and one micro-kernel serves all of them. Per 4
 //   steps of p: 6 loads, 9 FMAs, 13 of V8's 15 allocatable xmm registers.
-// - narrow C (LoRA's X·Aᵀ, N = r) with A stored by rows: a 2×4 dot tile that
-//   reads A in place (the big operand is never copied), B packed once.
+// - narrow C (LoRA's X·Aᵀ, N = r) with A stored by rows: A is read in place
+//   (the big operand is never copied) by a 6×8 broadcast tile, or a 2×4 dot
+//   tile for widths that are not near a multiple of 8; B packed once.
 // - short reduction (LoRA's ·Bᵀ, K = r): an outer-product 6×8 tile, A packed
 //   [p][6] for broadcasts, B packed [p][8].
 // alpha is folded into packed B, so no micro-kernel keeps a scalar live.
@@ -569,6 +570,120 @@ function outer6x8(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize, mr: i32, 
   if (mr > 5) putRow8(c + 5 * ldc, c50, c51, nr, acc);
 }
 
+/**
+ * 6×8 tile like outer6x8, but with A read in place: rows at a, a+o1, …, a+o5
+ * (byte offsets; missing rows repeat row 0), kc ≥ 1 steps along the rows.
+ */
+function outerInPlace(
+  a: usize, o1: usize, o2: usize, o3: usize, o4: usize, o5: usize, pb: usize, kc: i32,
+  c: usize, ldc: usize, mr: i32, nr: i32, acc: bool,
+): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const end = pb + (<usize>kc << 5);
+  let b0: v128, b1: v128, s: v128;
+  for (;;) {
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    s = v128.load32_splat(a);
+    c00 = madd(s, b0, c00);
+    c01 = madd(s, b1, c01);
+    s = v128.load32_splat(a + o1);
+    c10 = madd(s, b0, c10);
+    c11 = madd(s, b1, c11);
+    s = v128.load32_splat(a + o2);
+    c20 = madd(s, b0, c20);
+    c21 = madd(s, b1, c21);
+    s = v128.load32_splat(a + o3);
+    c30 = madd(s, b0, c30);
+    c31 = madd(s, b1, c31);
+    s = v128.load32_splat(a + o4);
+    c40 = madd(s, b0, c40);
+    c41 = madd(s, b1, c41);
+    s = v128.load32_splat(a + o5);
+    c50 = madd(s, b0, c50);
+    c51 = madd(s, b1, c51);
+    a += 4;
+    pb += 32;
+    if (pb >= end) break;
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    s = v128.load32_splat(a);
+    c00 = madd(s, b0, c00);
+    c01 = madd(s, b1, c01);
+    s = v128.load32_splat(a + o1);
+    c10 = madd(s, b0, c10);
+    c11 = madd(s, b1, c11);
+    s = v128.load32_splat(a + o2);
+    c20 = madd(s, b0, c20);
+    c21 = madd(s, b1, c21);
+    s = v128.load32_splat(a + o3);
+    c30 = madd(s, b0, c30);
+    c31 = madd(s, b1, c31);
+    s = v128.load32_splat(a + o4);
+    c40 = madd(s, b0, c40);
+    c41 = madd(s, b1, c41);
+    s = v128.load32_splat(a + o5);
+    c50 = madd(s, b0, c50);
+    c51 = madd(s, b1, c51);
+    a += 4;
+    pb += 32;
+    if (pb >= end) break;
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    s = v128.load32_splat(a);
+    c00 = madd(s, b0, c00);
+    c01 = madd(s, b1, c01);
+    s = v128.load32_splat(a + o1);
+    c10 = madd(s, b0, c10);
+    c11 = madd(s, b1, c11);
+    s = v128.load32_splat(a + o2);
+    c20 = madd(s, b0, c20);
+    c21 = madd(s, b1, c21);
+    s = v128.load32_splat(a + o3);
+    c30 = madd(s, b0, c30);
+    c31 = madd(s, b1, c31);
+    s = v128.load32_splat(a + o4);
+    c40 = madd(s, b0, c40);
+    c41 = madd(s, b1, c41);
+    s = v128.load32_splat(a + o5);
+    c50 = madd(s, b0, c50);
+    c51 = madd(s, b1, c51);
+    a += 4;
+    pb += 32;
+    if (pb >= end) break;
+    b0 = v128.load(pb);
+    b1 = v128.load(pb, 16);
+    s = v128.load32_splat(a);
+    c00 = madd(s, b0, c00);
+    c01 = madd(s, b1, c01);
+    s = v128.load32_splat(a + o1);
+    c10 = madd(s, b0, c10);
+    c11 = madd(s, b1, c11);
+    s = v128.load32_splat(a + o2);
+    c20 = madd(s, b0, c20);
+    c21 = madd(s, b1, c21);
+    s = v128.load32_splat(a + o3);
+    c30 = madd(s, b0, c30);
+    c31 = madd(s, b1, c31);
+    s = v128.load32_splat(a + o4);
+    c40 = madd(s, b0, c40);
+    c41 = madd(s, b1, c41);
+    s = v128.load32_splat(a + o5);
+    c50 = madd(s, b0, c50);
+    c51 = madd(s, b1, c51);
+    a += 4;
+    pb += 32;
+    if (pb >= end) break;
+  }
+  putRow8(c, c00, c01, nr, acc);
+  if (mr > 1) putRow8(c + ldc, c10, c11, nr, acc);
+  if (mr > 2) putRow8(c + 2 * ldc, c20, c21, nr, acc);
+  if (mr > 3) putRow8(c + 3 * ldc, c30, c31, nr, acc);
+  if (mr > 4) putRow8(c + 4 * ldc, c40, c41, nr, acc);
+  if (mr > 5) putRow8(c + 5 * ldc, c50, c51, nr, acc);
+}
+
 // ---------------------------------------------------------------------------
 // Drivers. A(i,p) at a + 4(i·ars + p·aps), B(j,p) at b + 4(j·brs + p·bps);
 // C (rows×cols) with row stride ldc floats. The narrow and outer paths are
@@ -610,11 +725,23 @@ export function outerRows(
   }
 }
 
+// Narrow C (cols ≤ NARROW) with A stored by rows: A is read in place, never
+// copied, and only B (small) is packed, once per call. Two forms:
+// - outer: 6 rows of A × 8 columns, broadcasting A from its rows and loading
+//   B from [p][8] panels. Each element of A is loaded once per 8 columns,
+//   so A streams in few passes (what matters when it comes from DRAM).
+// - dot: 2 rows × 4 columns of 4-lane dot products over 4-row B slivers, for
+//   widths that 8-column panels would pad by a third or more (4, 12, 20, …).
+
+// @ts-ignore: decorator
+@inline function narrowIsOuter(cols: i32): bool {
+  return ceilTo(cols, ONR) == ceilTo(cols, 4);
+}
+
 /**
  * The narrow path's reduction block: about KCN steps, the reduction cut into
- * equal blocks (multiples of 4). Partial sums go to C once per block; shorter
- * blocks let a row pair's A stream in while its column tiles reuse it (which
- * matters once A no longer fits in L3).
+ * equal blocks (multiples of 4). Partial sums go to C once per block, and the
+ * block of A that the column tiles of a row group share stays in L1.
  */
 // @ts-ignore: decorator
 @inline function narrowBlock(inner: i32): i32 {
@@ -624,14 +751,19 @@ export function outerRows(
 
 /** Bytes of packNarrow(cols, inner). */
 export function narrowBytes(cols: i32, inner: i32): i32 {
-  return ceilTo(cols, 4) * ceilTo(inner, 4) * 4;
+  return narrowIsOuter(cols) ? outerPanelsBytes(cols, inner) : ceilTo(cols, 4) * ceilTo(inner, 4) * 4;
 }
 
 /**
- * B (cols × inner) for narrowRows, times alpha: per narrowBlock of the
- * reduction, 4-row dot slivers (block p0 starts at byte 4·ceil4(cols)·p0).
+ * B (cols × inner) for narrowRows, times alpha: 8-column panels [inner][8]
+ * (outer form), or per narrowBlock of the reduction 4-row dot slivers (block
+ * p0 starts at byte 4·ceil4(cols)·p0).
  */
 export function packNarrow(dst: usize, b: usize, brs: i32, bps: i32, cols: i32, inner: i32, alpha: f32): void {
+  if (narrowIsOuter(cols)) {
+    packOuterPanels(dst, b, brs, bps, cols, inner, alpha);
+    return;
+  }
   const c4 = <usize>ceilTo(cols, 4), kcn = narrowBlock(inner);
   for (let p0 = 0; p0 < inner; p0 += kcn) {
     const kc = min(kcn, inner - p0);
@@ -647,9 +779,30 @@ export function narrowRows(
   c: usize, ldc: i32, a: usize, ars: i32, pb: usize, rows: i32, cols: i32, inner: i32, acc: bool,
 ): void {
   const ldcb = <usize>ldc << 2, lda = <usize>ars << 2;
-  const c4 = <usize>ceilTo(cols, 4), kcn = narrowBlock(inner);
-  // Row pairs outermost: A streams through once, in order, while the packed
-  // B (small) is re-read from L1/L2 for every pair.
+  const kcn = narrowBlock(inner);
+  if (narrowIsOuter(cols)) {
+    const panel = <usize>inner * ONR * 4;
+    for (let i0 = 0; i0 < rows; i0 += OMR) {
+      // Missing rows of the last group re-read the group's first row.
+      const mr = min(OMR, rows - i0);
+      const o1: usize = mr > 1 ? lda : 0, o2: usize = mr > 2 ? 2 * lda : 0;
+      const o3: usize = mr > 3 ? 3 * lda : 0, o4: usize = mr > 4 ? 4 * lda : 0;
+      const o5: usize = mr > 5 ? 5 * lda : 0;
+      const ar = a + <usize>i0 * lda, crow = c + <usize>i0 * ldcb;
+      for (let p0 = 0; p0 < inner; p0 += kcn) {
+        const kc = min(kcn, inner - p0);
+        const accNow = acc || p0 > 0;
+        let cc = crow, pj = pb + <usize>p0 * ONR * 4;
+        for (let j0 = 0; j0 < cols; j0 += ONR) {
+          outerInPlace(ar + <usize>p0 * 4, o1, o2, o3, o4, o5, pj, kc, cc, ldcb, mr, min(ONR, cols - j0), accNow);
+          cc += ONR * 4;
+          pj += panel;
+        }
+      }
+    }
+    return;
+  }
+  const c4 = <usize>ceilTo(cols, 4);
   for (let i0 = 0; i0 < rows; i0 += 2) {
     const mr = min(2, rows - i0);
     const r0 = a + <usize>i0 * lda;
