@@ -37,6 +37,7 @@ const SHAPES: [number, number, number][] = [
   [130, 97, 98],
   [40, 45, 7],
   [37, 66, 13],
+  [9, 1100, 12],
 ];
 
 /** Output shape (rows, cols) and reduction length of a layout. */
