@@ -1,4 +1,4 @@
-import type { Kernels } from "./core.ts";
+import { Kernels } from "./core.ts";
 import { gemmDyTX, gemmDyW, gemmFlops, type GemmOptions, gemmXWt, splitOutput } from "./gemm.ts";
 import { gemmDyTXRef, gemmDyWRef, gemmXWtRef } from "./reference/gemm.ts";
 import {
@@ -118,6 +118,35 @@ Deno.test("gemm: two threads split the output and match the reference", async ()
     assert(split.filter((n) => n === 2).length >= 10, `calls split over threads: ${split}`);
   } finally {
     k.close();
+  }
+});
+
+Deno.test("gemm: one and two threads give bit-identical results", async () => {
+  const k1 = await testKernels();
+  const k2 = await Kernels.load({ threads: 2 });
+  try {
+    // Row splits, column splits, and splits that cut a side below 64.
+    for (const [M, K, N] of [[100, 300, 90], [300, 100, 70], [40, 500, 130], [600, 48, 20]]) {
+      for (const layout of ["xwt", "dyw", "dytx"] as const) {
+        const [rows, cols] = dims(layout, M, K, N);
+        const aLen = layout === "xwt" ? M * K : M * N;
+        const bLen = layout === "dytx" ? M * K : N * K;
+        const a = randn(aLen, M + K), b = randn(bLen, N + K);
+        const out = [k1, k2].map((k) => {
+          const A = k.from(a), B = k.from(b), C = k.alloc(rows * cols);
+          if (layout === "xwt") gemmXWt(k, C, A, B, M, K, N);
+          else if (layout === "dyw") gemmDyW(k, C, A, B, M, N, K);
+          else gemmDyTX(k, C, A, B, M, N, K);
+          const bits = new Uint32Array(C.toArray().buffer);
+          for (const t of [A, B, C]) t.free();
+          return bits;
+        });
+        const diff = out[0].findIndex((v, i) => v !== out[1][i]);
+        assertEquals(diff, -1, `${layout} M=${M} K=${K} N=${N}: first differing element`);
+      }
+    }
+  } finally {
+    k2.close();
   }
 });
 

@@ -98,7 +98,10 @@ const MIN_THREAD_FLOPS = 2e6;
 const ROW_GRAIN = 6;
 /** Column cuts fall on multiples of this. */
 const COL_GRAIN = 24;
-/** Outputs this narrow are never split by columns (the narrow path reads A once). */
+/**
+ * Outputs this narrow are never split by columns: the narrow path reads A
+ * once for all columns, and assumes a block has all of them.
+ */
 const NARROW_COLS = 64;
 
 function cuts(n: number, parts: number, grain: number): number[] {

@@ -47,7 +47,7 @@ const ONR: i32 = 8;
 export const SHORT_P: i32 = 32;
 /** Outputs up to this many columns (with A stored by rows) take the narrow path. */
 export const NARROW: i32 = 64;
-/** Target reduction block of the narrow path (see narrowBlock). */
+/** Target reduction block of the narrow path's outer form (see narrowBlock). */
 const KCN: i32 = 512;
 /** Reduction block of gemmTN (operand slices of a tile stay in L1). */
 const TNB: i32 = 256;
@@ -728,18 +728,27 @@ export function outerRows(
 // Narrow C (cols ≤ NARROW) with A stored by rows: A is read in place, never
 // copied, and only B (small) is packed, once per call. Two forms:
 // - outer: 6 rows of A × 8 columns, broadcasting A from its rows and loading
-//   B from [p][8] panels. Each element of A is loaded once per 8 columns,
-//   so A streams in few passes (what matters when it comes from DRAM).
-// - dot: 2 rows × 4 columns of 4-lane dot products over 4-row B slivers, for
-//   widths that 8-column panels would pad by a third or more (4, 12, 20, …).
+//   B from [p][8] panels. Each element of A is loaded once per 8 columns, so
+//   A streams in few passes, which is what matters when it comes from DRAM
+//   and there are few column tiles to share the cost of the first one (a
+//   rank-wide output). Used for widths up to 32 near a multiple of 8 and
+//   long reductions.
+// - dot: 2 rows × 4 columns of 4-lane dot products over 4-row B slivers,
+//   blocked like the packed path, so it sums in exactly the packed path's
+//   order: a short projection gives the same bits computed on its own as
+//   inside a wider fused one (small models, tests).
+
+/** The outer form serves widths up to this and reductions from NARROW_OUTER_P. */
+const NARROW_OUTER_COLS: i32 = 32;
+const NARROW_OUTER_P: i32 = 256;
 
 // @ts-ignore: decorator
-@inline function narrowIsOuter(cols: i32): bool {
-  return ceilTo(cols, ONR) == ceilTo(cols, 4);
+@inline function narrowIsOuter(cols: i32, inner: i32): bool {
+  return cols <= NARROW_OUTER_COLS && inner >= NARROW_OUTER_P && ceilTo(cols, ONR) == ceilTo(cols, 4);
 }
 
 /**
- * The narrow path's reduction block: about KCN steps, the reduction cut into
+ * The outer form's reduction block: about KCN steps, the reduction cut into
  * equal blocks (multiples of 4). Partial sums go to C once per block, and the
  * block of A that the column tiles of a row group share stays in L1.
  */
@@ -751,22 +760,22 @@ export function outerRows(
 
 /** Bytes of packNarrow(cols, inner). */
 export function narrowBytes(cols: i32, inner: i32): i32 {
-  return narrowIsOuter(cols) ? outerPanelsBytes(cols, inner) : ceilTo(cols, 4) * ceilTo(inner, 4) * 4;
+  return narrowIsOuter(cols, inner) ? outerPanelsBytes(cols, inner) : ceilTo(cols, 4) * ceilTo(inner, 4) * 4;
 }
 
 /**
  * B (cols × inner) for narrowRows, times alpha: 8-column panels [inner][8]
- * (outer form), or per narrowBlock of the reduction 4-row dot slivers (block
- * p0 starts at byte 4·ceil4(cols)·p0).
+ * (outer form), or per KC block of the reduction 4-row dot slivers (block p0
+ * starts at byte 4·ceil4(cols)·p0).
  */
 export function packNarrow(dst: usize, b: usize, brs: i32, bps: i32, cols: i32, inner: i32, alpha: f32): void {
-  if (narrowIsOuter(cols)) {
+  if (narrowIsOuter(cols, inner)) {
     packOuterPanels(dst, b, brs, bps, cols, inner, alpha);
     return;
   }
-  const c4 = <usize>ceilTo(cols, 4), kcn = narrowBlock(inner);
-  for (let p0 = 0; p0 < inner; p0 += kcn) {
-    const kc = min(kcn, inner - p0);
+  const c4 = <usize>ceilTo(cols, 4);
+  for (let p0 = 0; p0 < inner; p0 += KC) {
+    const kc = min(KC, inner - p0);
     const d = dst + c4 * <usize>p0 * 4, src = b + <usize>p0 * <usize>bps * 4;
     if (bps == 1) packDotRows4(d, src, brs, cols, kc);
     else packDotCols4(d, src, bps, cols, kc);
@@ -779,8 +788,8 @@ export function narrowRows(
   c: usize, ldc: i32, a: usize, ars: i32, pb: usize, rows: i32, cols: i32, inner: i32, acc: bool,
 ): void {
   const ldcb = <usize>ldc << 2, lda = <usize>ars << 2;
-  const kcn = narrowBlock(inner);
-  if (narrowIsOuter(cols)) {
+  if (narrowIsOuter(cols, inner)) {
+    const kcn = narrowBlock(inner);
     const panel = <usize>inner * ONR * 4;
     for (let i0 = 0; i0 < rows; i0 += OMR) {
       // Missing rows of the last group re-read the group's first row.
@@ -808,8 +817,8 @@ export function narrowRows(
     const r0 = a + <usize>i0 * lda;
     const r1 = mr > 1 ? r0 + lda : r0;
     const crow = c + <usize>i0 * ldcb;
-    for (let p0 = 0; p0 < inner; p0 += kcn) {
-      const kc = min(kcn, inner - p0);
+    for (let p0 = 0; p0 < inner; p0 += KC) {
+      const kc = min(KC, inner - p0);
       const sliver = <usize>((kc + 3) >> 2) * 64;
       const accNow = acc || p0 > 0;
       const o = <usize>p0 * 4;
@@ -865,12 +874,16 @@ function gemmPacked(
 }
 
 /**
- * C [+]= alpha·Σ_p A(i,p)·B(j,p); picks the path for the shape. The scratch
- * must hold gemm_scratch_bytes(rows, cols, inner).
+ * C [+]= alpha·Σ_p A(i,p)·B(j,p) on a rows×cols block of an output whose
+ * whole size is shapeRows×shapeCols. The path is picked from the whole size,
+ * so that every block (whatever the thread split) sums in the same order and
+ * results do not depend on the thread count. The scratch must hold
+ * gemmScratchBytes(rows, cols, inner, aps == 1).
  */
 export function gemmAny(
   c: usize, ldc: i32, a: usize, ars: i32, aps: i32, b: usize, brs: i32, bps: i32,
   rows: i32, cols: i32, inner: i32, alpha: f32, acc: bool, scratch: usize,
+  shapeRows: i32, shapeCols: i32,
 ): void {
   if (rows <= 0 || cols <= 0) return;
   if (inner <= 0) {
@@ -885,10 +898,11 @@ export function gemmAny(
     const pa = scratch + <usize>outerPanelsBytes(cols, inner);
     packOuterPanels(scratch, b, brs, bps, cols, inner, alpha);
     outerRows(c, ldc, a, ars, aps, scratch, rows, cols, inner, acc, pa);
-  } else if (cols <= NARROW && aps == 1) {
+  } else if (shapeCols <= NARROW && aps == 1) {
+    // (Blocks of a narrow output are never cut by columns: cols == shapeCols.)
     packNarrow(scratch, b, brs, bps, cols, inner, alpha);
     narrowRows(c, ldc, a, ars, scratch, rows, cols, inner, acc);
-  } else if (ars == 1 && brs == 1 && min(rows, cols) <= NARROW) {
+  } else if (ars == 1 && brs == 1 && min(shapeRows, shapeCols) <= NARROW) {
     // Both operands by rows of the reduction and one side of C short (a LoRA
     // factor's gradient): transposing the long operand would cost more than
     // reading it in place.
@@ -1160,7 +1174,7 @@ export function gemm_xwt(
     y + (<usize>i0 * <usize>N + <usize>j0) * 4, N,
     x + <usize>i0 * <usize>K * 4, K, 1,
     w + <usize>j0 * <usize>K * 4, K, 1,
-    i1 - i0, j1 - j0, K, 1, accumulate != 0, scratch,
+    i1 - i0, j1 - j0, K, 1, accumulate != 0, scratch, M, N,
   );
 }
 
@@ -1173,7 +1187,7 @@ export function gemm_dyw(
     dx + (<usize>i0 * <usize>K + <usize>j0) * 4, K,
     dy + <usize>i0 * <usize>N * 4, N, 1,
     w + <usize>j0 * 4, 1, K,
-    i1 - i0, j1 - j0, N, 1, accumulate != 0, scratch,
+    i1 - i0, j1 - j0, N, 1, accumulate != 0, scratch, M, K,
   );
 }
 
@@ -1186,6 +1200,6 @@ export function gemm_dytx(
     dw + (<usize>i0 * <usize>K + <usize>j0) * 4, K,
     dy + <usize>i0 * 4, 1, N,
     x + <usize>j0 * 4, 1, K,
-    i1 - i0, j1 - j0, M, 1, accumulate != 0, scratch,
+    i1 - i0, j1 - j0, M, 1, accumulate != 0, scratch, N, K,
   );
 }

@@ -54,8 +54,8 @@ export function lora_forward(
   scratch = (scratch + 63) & ~(<usize>63);
   if (R > NARROW || R > SHORT_P) {
     // Wide ranks: two general products.
-    gemmAny(xa, R, x, IN, 1, a, IN, 1, rows, R, IN, 1, false, scratch);
-    gemmAny(dy, OUT, xa, R, 1, b, R, 1, rows, OUT, R, scale, acc, scratch);
+    gemmAny(xa, R, x, IN, 1, a, IN, 1, rows, R, IN, 1, false, scratch, rows, R);
+    gemmAny(dy, OUT, xa, R, 1, b, R, 1, rows, OUT, R, scale, acc, scratch, rows, OUT);
     return;
   }
   const packedA = scratch;
@@ -110,7 +110,7 @@ export function lora_backward(
     const more = m0 > 0;
     // GB (n,R) = s·G·B
     if (narrow) narrowRows(gb, R, gm, OUT, packedB, n, R, OUT, false);
-    else gemmAny(gb, R, gm, OUT, 1, b, 1, R, n, R, OUT, scale, false, general);
+    else gemmAny(gb, R, gm, OUT, 1, b, 1, R, n, R, OUT, scale, false, general, n, R);
     // dB (OUT,R) [+]= s·Gᵀ·XA, while this block of G is still cached
     gemmTN(db, R, gm, OUT, xa + <usize>m0 * <usize>R * 4, R, OUT, R, n, scale, accG || more);
     // dA (R,IN) [+]= GBᵀ·X
@@ -118,6 +118,6 @@ export function lora_backward(
     // dX (n,IN) [+]= GB·A
     const dxm = dx + <usize>m0 * <usize>IN * 4;
     if (short) outerRows(dxm, IN, gb, R, 1, panelsA, n, IN, R, accX, panelA);
-    else gemmAny(dxm, IN, gb, R, 1, a, 1, IN, n, IN, R, 1, accX, general);
+    else gemmAny(dxm, IN, gb, R, 1, a, 1, IN, n, IN, R, 1, accX, general, n, IN);
   }
 }
