@@ -7,14 +7,21 @@
  *     [--steps N] [--fuse] [--no-profile] [--json]
  *
  * --fuse concatenates wq|wk|wv and gate|up into one GEMM each (off by default: no faster here).
+ * The shapes, LoRA/AdamW settings and timing loop are runtime/train/throughput.ts, shared with
+ * `deno task dlora bench step` (which adds one process per configuration and peak RSS).
  */
 import { Kernels } from "../kernels/mod.ts";
-import { parseLlama2c } from "../runtime/formats/llama2c.ts";
-import { syntheticWeights } from "../runtime/formats/synthetic.ts";
+import { loadModel } from "../runtime/load.ts";
 import { LlamaModel } from "../runtime/model/llama.ts";
 import { LocalLora } from "../runtime/model/lora.ts";
 import { StepProfile } from "../runtime/model/profile.ts";
-import type { LlamaWeights } from "../runtime/model/weights.ts";
+import {
+  BENCH_ADAMW,
+  BENCH_LORA,
+  benchBatch,
+  STEP_CASES,
+  timeTrainSteps,
+} from "../runtime/train/throughput.ts";
 
 const args = Deno.args;
 const flag = (name: string) => args.includes(name);
@@ -23,54 +30,19 @@ const value = (name: string, fallback: string) => {
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 };
 
-interface Case {
-  name: string;
-  load: () => LlamaWeights;
-  B: number;
-  T: number;
-  steps: number;
-}
-
-const CASES: Case[] = [
-  {
-    name: "stories260k",
-    load: () => {
-      const url = new URL("../../shared/models/stories260K/stories260K.bin", import.meta.url);
-      try {
-        return parseLlama2c(Deno.readFileSync(url), "stories260K.bin");
-      } catch {
-        return syntheticWeights("stories260k");
-      }
-    },
-    B: 8,
-    T: 256,
-    steps: 10,
-  },
-  { name: "smollm-135m", load: () => syntheticWeights("smollm-135m"), B: 1, T: 256, steps: 3 },
-];
-
-const which = value("--model", "all");
+const which = value("--model", "all").toLowerCase();
 const threads = Number(value("--threads", "2"));
 const k = await Kernels.load({ threads });
 const results = [];
-for (const c of CASES) {
-  if (which !== "all" && which !== c.name) continue;
+for (const c of STEP_CASES) {
+  if (which !== "all" && which !== c.name.toLowerCase()) continue;
   const steps = Number(value("--steps", String(c.steps)));
-  const w = c.load();
+  const w = (await loadModel(c.model)).weights;
   const model = new LlamaModel(k, w, { fuse: flag("--fuse") });
-  const lora = new LocalLora(k, w.config, { rank: 8, alpha: 16, seed: 1 });
-  const M = c.B * c.T, V = w.config.vocabSize;
-  const ids = Array.from({ length: M }, (_, i) => 3 + ((i * 7919) % (V - 3)));
-  const targets = Array.from({ length: M }, (_, i) => 3 + ((i * 104729 + 13) % (V - 3)));
-  const batch = { ids, targets, B: c.B, T: c.T };
-  const opt = { lr: 1e-3, weightDecay: 0 };
-  await model.trainStep(batch, lora, opt); // warm-up: workspaces, scratch, JIT
-  const times: number[] = [];
-  for (let s = 0; s < steps; s++) {
-    const t0 = performance.now();
-    await model.trainStep(batch, lora, opt);
-    times.push(performance.now() - t0);
-  }
+  const lora = new LocalLora(k, w.config, BENCH_LORA);
+  const batch = benchBatch(w.config, c.batch, c.seqLen), M = c.batch * c.seqLen;
+  const opt = BENCH_ADAMW;
+  const timing = await timeTrainSteps(model, lora, batch, { steps, warmup: 1, optimizer: opt });
   let breakdown = "";
   if (!flag("--no-profile")) {
     const profile = new StepProfile();
@@ -80,11 +52,10 @@ for (const c of CASES) {
     breakdown = profile.format(profSteps);
     model.setProfile(undefined);
   }
-  times.sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)], best = times[0];
+  const median = timing.medianMs, best = timing.bestMs;
   const r = {
     model: c.name,
-    batch: `${c.B}x${c.T}`,
+    batch: `${c.batch}x${c.seqLen}`,
     threads: k.threads,
     variant: k.variant,
     fused: model.blocks.fused,

@@ -4,7 +4,11 @@
  * diagnostics go to stderr. Exit codes: 0 ok, 1 failure, 2 usage error, 3 not built yet.
  */
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { benchCommand, benchFlags } from "./commands/bench.ts";
 import { convert, convertFlags } from "./commands/convert.ts";
+import { evalCommand, evalFlags } from "./commands/eval.ts";
+import { generateCommand, generateFlags } from "./commands/generate.ts";
+import { trainCommand, trainFlags } from "./commands/train.ts";
 import { coordinator, coordinatorFlags } from "./commands/coordinator.ts";
 
 interface Command {
@@ -13,6 +17,10 @@ interface Command {
   run: (
     flags: Record<string, string | number | boolean | undefined>,
   ) => Promise<Record<string, unknown>>;
+  /** A leading word before the flags (`bench step`), passed as flags[positional]. */
+  positional?: string;
+  /** Prints the result without --json (default: one `key: value` line each). */
+  human?: (result: Record<string, unknown>) => void;
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -26,10 +34,40 @@ const COMMANDS: Record<string, Command> = {
     summary: "coordinator [--port 8470 --host 127.0.0.1 --kv PATH --open-registration]",
     run: coordinator,
   },
+  eval: {
+    flags: evalFlags,
+    summary: "eval --model M [--adapter DIR] --text FILE [--seq-len 256] [--eval-tokens N] " +
+      "[--tokenizer F] [--threads N]",
+    run: evalCommand,
+  },
+  generate: {
+    flags: generateFlags,
+    summary: "generate --model M [--adapter DIR] --prompt S [--max-tokens 256] " +
+      "[--temperature 0] [--top-p 1] [--seed 0] [--tokenizer F] [--threads N]",
+    run: generateCommand,
+    // The text was streamed to stdout as it came; the figures go to stderr.
+    human: (r) =>
+      console.error(`(${r.generated} tokens, ${r.tokens_per_s} tokens/s, stop: ${r.stop_reason})`),
+  },
+  train: {
+    flags: trainFlags,
+    summary: "train --model M --data FILE --out DIR [--steps 100 --rank 8 --alpha 16 " +
+      "--targets q,k,v,o,gate,up,down --lr 1e-3 --batch 8 --seq-len 256 --seed 0 --accumulate 1 " +
+      "--warmup 0 --schedule cosine|linear|constant --held-out FRAC --eval-tokens N " +
+      "--eval-seq-len 256 " +
+      "--max-grad-norm 1 --weight-decay 0 --dropout 0 --tokenizer F --threads N]",
+    run: trainCommand,
+  },
+  bench: {
+    flags: benchFlags,
+    summary: "bench step [--quick] [--model stories260K|smollm-135m --threads N --steps N]",
+    run: benchCommand,
+    positional: "what",
+  },
 };
 
 /** Contract commands whose issue has not landed: they say so instead of pretending. */
-const PENDING = ["eval", "generate", "train", "device", "demo", "bench"];
+const PENDING = ["device", "demo"];
 
 function usage(): string {
   const lines = Object.values(COMMANDS).map((c) => `  ${c.summary}`);
@@ -64,14 +102,18 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   try {
+    const word = command.positional && rest[0] !== undefined && !rest[0].startsWith("--")
+      ? rest.shift()
+      : undefined;
     const flags = parseFlags(rest, command.flags, name);
+    if (command.positional) flags[command.positional] = word;
     if (flags.help) {
       console.log(`usage: deno task dlora ${command.summary}`);
       return 0;
     }
     const result = await command.run(flags);
     if (flags.json) console.log(JSON.stringify(result));
-    else printHuman(result);
+    else (command.human ?? printHuman)(result);
     return 0;
   } catch (e) {
     if (e instanceof UsageError) {
