@@ -59,6 +59,15 @@ async function start(args: string[]): Promise<Running> {
   return { child, url, stderr, drained, stdout };
 }
 
+async function waitForLine(r: Running, pattern: RegExp, ms = 10_000): Promise<string | undefined> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const line = r.stderr.find((l) => pattern.test(l));
+    if (line !== undefined || performance.now() > deadline) return line;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
 async function stop(r: Running): Promise<{ code: number; json: Record<string, unknown> }> {
   r.child.kill("SIGTERM");
   const { code } = await r.child.status;
@@ -74,7 +83,8 @@ Deno.test("dlora coordinator: prints URL and admin token once, stops on SIGTERM,
     const args = ["--port", "0", "--kv", `${dir}/c.kv`, "--json"];
     const first = await start(args);
     running.push(first);
-    const tokenLine = first.stderr.find((l) => /admin token \(shown only now/.test(l));
+    // The token line may arrive just after the URL line: wait for it (bounded).
+    const tokenLine = await waitForLine(first, /admin token \(shown only now/);
     assert(tokenLine !== undefined, first.stderr.join("\n"));
     const admin = tokenLine.split(": ").at(-1)!;
     assertEquals((await (await fetch(`${first.url}/healthz`)).json()).status, "ok");
