@@ -44,4 +44,6 @@ export interface Executor {
   openSession(session: SessionOpen): Response | Promise<Response>;
   /** The operator cancelled a job: close its sessions. */
   jobCancelled(jobId: string): void | Promise<void>;
+  /** Ends every session and releases what the executor holds (called at shutdown). */
+  close?(): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
  * The coordinator's platform-free core: the control-plane app, its dependency interfaces, the
- * store interface with its in-memory implementation, tiers and metrics. The Deno edge (the
- * server and the Deno KV store) is imported directly from serve.ts and store_kv.ts.
+ * store interface with its in-memory implementation, tiers, metrics and the step-stream session.
+ * The Deno edge (the server, the Deno KV store, the executor and its model hosts) is imported
+ * directly from serve.ts, store_kv.ts, executor.ts and host.ts.
  */
 export {
   ApiError,
@@ -50,3 +51,13 @@ export {
   tierBudget,
   type TiersConfig,
 } from "./tiers.ts";
+export {
+  allModuleKeys,
+  CoordinatorSession,
+  type HookLink,
+  RemoteLoraHooks,
+  type SessionEvents,
+  type SessionModel,
+  type SessionSpec,
+  type StepReport,
+} from "./session.ts";

@@ -21,12 +21,23 @@ export interface ServeOptions {
   kv?: string;
   /** A store to use instead of opening `kv` (it is not closed at shutdown). */
   store?: Store;
-  executor?: Executor | null;
+  /**
+   * The step stream: an executor, or a function building one from the server's metrics, log
+   * and store (e.g. `(deps) => new StepExecutor(deps)`); null/absent answers sessions with 503.
+   */
+  executor?: Executor | null | ((deps: ExecutorDeps) => Executor);
   config?: Partial<CoordinatorConfig>;
   /** The admin token to install; default $DLORA_ADMIN_TOKEN, else the stored one or a new one. */
   adminToken?: string;
   log?: Logger;
   env?: (name: string) => string | undefined;
+}
+
+/** What serve() hands an executor factory. */
+export interface ExecutorDeps {
+  metrics: CoordinatorMetrics;
+  log: Logger;
+  store: Store;
 }
 
 export interface Coordinator {
@@ -94,9 +105,12 @@ export async function serve(opts: ServeOptions = {}): Promise<Coordinator> {
   try {
     const admin = await ensureAdminToken(store, opts.adminToken ?? env("DLORA_ADMIN_TOKEN"));
     const metrics = createCoordinatorMetrics();
+    const executor = typeof opts.executor === "function"
+      ? opts.executor({ metrics, log, store })
+      : opts.executor ?? null;
     const app = createApp({
       store,
-      executor: opts.executor ?? null,
+      executor,
       config: opts.config,
       log,
       metrics,
@@ -119,6 +133,8 @@ export async function serve(opts: ServeOptions = {}): Promise<Coordinator> {
       metrics,
       finished,
       async shutdown() {
+        // Sessions first: an open WebSocket would keep the server's graceful shutdown waiting.
+        await executor?.close?.();
         await server.shutdown();
         if (ownsStore) openedStore.close();
       },

@@ -10,6 +10,7 @@ import { evalCommand, evalFlags } from "./commands/eval.ts";
 import { generateCommand, generateFlags } from "./commands/generate.ts";
 import { trainCommand, trainFlags } from "./commands/train.ts";
 import { coordinator, coordinatorFlags } from "./commands/coordinator.ts";
+import { deviceCommand, deviceFlags } from "./commands/device.ts";
 
 interface Command {
   flags: FlagSpec;
@@ -31,8 +32,15 @@ const COMMANDS: Record<string, Command> = {
   },
   coordinator: {
     flags: coordinatorFlags,
-    summary: "coordinator [--port 8470 --host 127.0.0.1 --kv PATH --open-registration]",
+    summary: "coordinator [--port 8470 --host 127.0.0.1 --kv PATH --open-registration --threads 1]",
     run: coordinator,
+  },
+  device: {
+    flags: deviceFlags,
+    summary: "device --coordinator URL (--token T | --enroll T) --data FILE --out DIR [--job ID " +
+      "--wait-for-job S --model M --tokenizer F --codec f32|f16|bf16|int8 --steps N --seed S " +
+      "--micro-batch N --threads N --name S]",
+    run: deviceCommand,
   },
   eval: {
     flags: evalFlags,
@@ -67,7 +75,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 /** Contract commands whose issue has not landed: they say so instead of pretending. */
-const PENDING = ["device", "demo"];
+const PENDING = ["demo"];
 
 function usage(): string {
   const lines = Object.values(COMMANDS).map((c) => `  ${c.summary}`);

@@ -291,6 +291,10 @@ export class LlamaBlocks implements Freeable {
   #last: Workspace | null = null;
   /** Set while a pass awaits its hooks: passes share buffers, so they run one at a time. */
   #busy: string | null = null;
+  /** False for a `share()`d instance: the weights belong to the instance it was made from. */
+  readonly #ownsWeights: boolean;
+  /** Hands the weights to the constructor during `share()` (never set otherwise). */
+  static #adopt: LayerWeights[] | null = null;
 
   /** Uploads the frozen layer weights of `config` into `k`'s memory. */
   constructor(
@@ -299,7 +303,9 @@ export class LlamaBlocks implements Freeable {
     layers: readonly LlamaLayer[],
     opts: BlocksOptions = {},
   ) {
-    if (layers.length !== config.nLayers) {
+    const adopt = LlamaBlocks.#adopt;
+    LlamaBlocks.#adopt = null;
+    if (adopt === null && layers.length !== config.nLayers) {
       throw new RangeError(
         `LlamaBlocks: ${layers.length} layers given, the config says ${config.nLayers}`,
       );
@@ -310,7 +316,8 @@ export class LlamaBlocks implements Freeable {
     this.profile = opts.profile;
     const c = config, D = c.dim, H = c.hiddenDim, hs = headSize(c);
     const Dq = c.nHeads * hs, Dkv = c.nKvHeads * hs;
-    this.#layers = layers.map((w) => ({
+    this.#ownsWeights = adopt === null;
+    this.#layers = adopt ?? layers.map((w) => ({
       attnNorm: k.from(w.attnNorm, [D]),
       ffnNorm: k.from(w.ffnNorm, [D]),
       qkv: new FrozenGroup(k, [w.wq, w.wk, w.wv], [Dq, Dkv, Dkv], D, this.fused),
@@ -362,6 +369,24 @@ export class LlamaBlocks implements Freeable {
       for (let l = this.config.nLayers - 1; l >= 0; l--) await this.#layerBackward(l, ws, hooks);
       return g.dres;
     });
+  }
+
+  /**
+   * Another LlamaBlocks over the same frozen weights (no second upload) with its own
+   * activations, so several passes can be in flight at once: one per coordinator session.
+   * Freeing it frees only its activations; free the instance that uploaded the weights last.
+   */
+  share(opts: { profile?: StepProfile } = {}): LlamaBlocks {
+    LlamaBlocks.#adopt = this.#layers;
+    try {
+      return new LlamaBlocks(this.k, this.config, [], {
+        ropeStyle: this.ropeStyle,
+        fuse: this.fused,
+        profile: opts.profile,
+      });
+    } finally {
+      LlamaBlocks.#adopt = null;
+    }
   }
 
   /** A KV cache for generating up to maxT positions of B sequences. */
@@ -420,7 +445,7 @@ export class LlamaBlocks implements Freeable {
   free(): void {
     this.#workspaces.clear();
     this.#last = null;
-    for (const w of this.#layers) {
+    for (const w of this.#ownsWeights ? this.#layers : []) {
       for (const a of [w.attnNorm, w.ffnNorm, w.wo, w.down]) a.free();
       w.qkv.free();
       w.gateUp.free();

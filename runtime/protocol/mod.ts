@@ -65,3 +65,15 @@ export {
   type TensorInput,
 } from "./frame.ts";
 export { type CountedType, type TypeCounts, WireStats, type WireStatsJSON } from "./stats.ts";
+export { Mailbox, MailboxTimeout } from "./mailbox.ts";
+export {
+  CLOSE_CODES,
+  codecFor,
+  encodeOptionsFor,
+  F32_CODECS,
+  STREAM_ERROR_CODES,
+  type StreamCodecs,
+  type StreamErrorCode,
+  streamErrorName,
+  TENSOR_CRC_DEFAULT,
+} from "./stream.ts";

@@ -3,6 +3,7 @@
  * service of DLORA.md §8. Runs until SIGINT or SIGTERM; the URL (and, at first start, the admin
  * token) go to stderr.
  */
+import { StepExecutor } from "../../../coordinator/executor.ts";
 import { DEFAULT_HOST, DEFAULT_PORT, serve } from "../../../coordinator/serve.ts";
 import { type Flags, optionalInt, UsageError } from "../args.ts";
 
@@ -11,6 +12,7 @@ export const coordinatorFlags = {
   host: "string",
   kv: "string",
   "open-registration": "boolean",
+  threads: "number",
 } as const;
 
 export async function coordinator(flags: Flags): Promise<Record<string, unknown>> {
@@ -18,13 +20,16 @@ export async function coordinator(flags: Flags): Promise<Record<string, unknown>
   if (port > 65535) throw new UsageError(`coordinator: --port must be ≤ 65535, got ${port}`);
   const host = typeof flags.host === "string" ? flags.host : DEFAULT_HOST;
   const kv = typeof flags.kv === "string" ? flags.kv : undefined;
+  const threads = optionalInt(flags, "threads", 1, "coordinator");
   const c = await serve({
     port,
     host,
     kv,
     config: { openRegistration: flags["open-registration"] === true },
+    // The step stream: each base model's frozen blocks run in a worker with `threads` threads.
+    executor: (deps) => new StepExecutor({ ...deps, threads }),
   });
-  console.error(`dlora coordinator: listening on ${c.url} (store: ${c.storePath})`);
+  // The token line comes before the URL line: whoever waits for the URL has seen it by then.
   if (c.admin.generated !== null) {
     console.error(
       `dlora coordinator: admin token (shown only now; the store keeps only its hash): ` +
@@ -37,6 +42,7 @@ export async function coordinator(flags: Flags): Promise<Record<string, unknown>
       }`,
     );
   }
+  console.error(`dlora coordinator: listening on ${c.url} (store: ${c.storePath})`);
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   let received = "";
   await new Promise<void>((resolve) => {

@@ -1,0 +1,440 @@
+/**
+ * The device's side of one step-stream session (DLORA.md §2): it holds the private data's
+ * embedding/head (frozen `LlamaEnds`), the LoRA adapters and their AdamW state (`LocalLora`), and
+ * answers the coordinator's frames. Per micro-batch: embed → ↑ HIDDEN_H0; each ↓ GROUP_INPUT is
+ * answered with ↑ DELTA_Y (loraForward); ↓ HIDDEN_HL → head, loss → ↑ GRAD_HL; each ↓ GROUP_GRAD
+ * with ↑ GRAD_X_LORA (loraBackward, accumulating ∂A, ∂B); ↓ STEP_END closes the micro-batch.
+ * After the step's last micro-batch: clipping, AdamW on the modules the coordinator exchanged
+ * in this step (the others are detached: no update), ↑ STEP_END.
+ *
+ * Token ids, labels and text never leave this object: only h0, ΔY, ∂L/∂hL and ∂X_lora do.
+ * Transport-agnostic (a FrameTransport); FLOPs and bytes are counted here.
+ */
+import type { F32, Kernels } from "../../kernels/mod.ts";
+import type { LlamaEnds } from "../model/ends.ts";
+import { PROJ_GROUPS } from "../model/hooks.ts";
+import type { TrainBatch } from "../model/llama.ts";
+import type { LocalLora } from "../model/lora.ts";
+import { moduleKey, type Proj, projDims } from "../model/modules.ts";
+import type { LlamaConfig } from "../model/weights.ts";
+import {
+  type Codec,
+  CODECS,
+  decodeFrame,
+  encodeControlFrame,
+  encodeTensorFrame,
+  type ErrorFrame,
+  type Frame,
+  type Limits,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  resolveLimits,
+  type TensorFrame,
+  TopkFeedback,
+  WireStats,
+} from "../protocol/mod.ts";
+import {
+  encodeOptionsFor,
+  STREAM_ERROR_CODES,
+  type StreamCodecs,
+  streamErrorName,
+} from "../protocol/stream.ts";
+import {
+  type DeviceFlops,
+  headBackwardFlops,
+  headForwardFlops,
+  optimizerFlops,
+  zeroFlops,
+} from "./flops.ts";
+import type { FrameTransport } from "./transport.ts";
+
+export interface DeviceSessionOptions {
+  k: Kernels;
+  ends: LlamaEnds;
+  lora: LocalLora;
+  transport: FrameTransport;
+  /** What the device sends in. */
+  codecs: StreamCodecs;
+  /** Longest wait for a coordinator frame (default 120 s; the first HELLO may wait for a model load). */
+  frameTimeoutMs?: number;
+  limits?: Partial<Limits>;
+  /** CRC-32 on the tensor frames sent (default TENSOR_CRC_DEFAULT: off, see stream.ts). */
+  crc?: boolean;
+  /** Tests: sees each frame before it is sent and may send other frames first. */
+  beforeSend?: (frame: Uint8Array, send: (frame: Uint8Array) => void) => void;
+}
+
+export interface StepOptions {
+  lr: number;
+  weightDecay?: number;
+  /** Clip the global gradient norm of the step's modules (undefined: no clipping). */
+  maxGradNorm?: number;
+}
+
+export interface DeviceStepResult {
+  /** Mean loss over the step's counted targets (before the update). */
+  loss: number;
+  gradNorm: number;
+  count: number;
+  /** Wall time of the step. */
+  seconds: number;
+  /** Of which this device computed (embedding, LoRA, head, optimizer, codecs). */
+  computeSeconds: number;
+  /** Modules exchanged (and updated) in this step. */
+  activeModules: string[];
+}
+
+/** The coordinator broke the protocol in a way the device cannot answer. */
+export class DeviceProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeviceProtocolError";
+  }
+}
+
+export class DeviceSession {
+  /** Session id the coordinator assigned in its HELLO. */
+  session = 0;
+  readonly stats = new WireStats("device");
+  readonly flops: DeviceFlops = zeroFlops();
+  /** ERROR frames the coordinator sent (refusals are informative; fatal ones end the session). */
+  readonly errors: { code: number; name: string | null; message: string }[] = [];
+  readonly config: LlamaConfig;
+  readonly #o: DeviceSessionOptions;
+  readonly #limits: Limits;
+  readonly #timeout: number;
+  readonly #feedback: TopkFeedback;
+  /** X of each (layer, group) kept from its forward until its backward (LocalLora's contract). */
+  readonly #inputs = new Map<string, F32>();
+  /** Scratch per projection / width: ΔY and G buffers, ∂X. */
+  readonly #scratch = new Map<string, F32>();
+  #computeMs = 0;
+
+  constructor(opts: DeviceSessionOptions) {
+    this.#o = opts;
+    this.config = opts.ends.config;
+    this.#limits = resolveLimits(opts.limits);
+    this.#timeout = opts.frameTimeoutMs ?? 120_000;
+    this.#feedback = new TopkFeedback(opts.k);
+  }
+
+  /** Sends HELLO and waits for the coordinator's (which comes once the base model is loaded). */
+  async hello(timeoutMs = 600_000): Promise<void> {
+    this.#send(encodeControlFrame({
+      type: "HELLO",
+      session: 0,
+      step: 0,
+      hello: {
+        role: "device",
+        minVersion: PROTOCOL_VERSION,
+        maxVersion: PROTOCOL_VERSION,
+        codecs: Object.keys(CODECS) as Codec[],
+        maxFrameBytes: this.#limits.maxFrameBytes,
+      },
+    }));
+    const f = await this.#next("HELLO", timeoutMs);
+    if (f.type !== "HELLO" || f.hello.role !== "coordinator") {
+      throw new DeviceProtocolError(`expected the coordinator's HELLO, got ${f.type}`);
+    }
+    this.session = f.session;
+  }
+
+  /**
+   * One optimizer step over `micros` (gradients summed, scaled to the mean over all their
+   * targets), exactly as LlamaModel.trainStep does in one process.
+   */
+  async trainStep(
+    step: number,
+    micros: readonly TrainBatch[],
+    opts: StepOptions,
+  ): Promise<DeviceStepResult> {
+    const { lora, ends } = this.#o;
+    const t0 = performance.now();
+    this.#computeMs = 0;
+    let count = 0;
+    for (const b of micros) {
+      for (let i = 0; i < b.targets.length; i++) if (b.targets[i] !== -1) count++;
+    }
+    const scale = count > 0 ? 1 / count : 0;
+    const active = new Set<string>();
+    let sum = 0;
+    lora.zeroGrad();
+    for (const [micro, b] of micros.entries()) {
+      const { B, T } = b, D = this.config.dim, V = this.config.vocabSize, M = B * T;
+      const at = { step, micro };
+      this.#compute(() => {
+        const h0 = ends.embed(b.ids, b);
+        this.#sendTensor("HIDDEN_H0", at, 0, [], [{ data: h0, shape: [B, T, D] }]);
+      });
+      for (;;) {
+        const f = await this.#next("a frame of the step", this.#timeout);
+        if (f.type === "STEP_END") {
+          this.#check(f, at);
+          break;
+        }
+        if (f.type === "HIDDEN_HL") {
+          this.#check(f, at);
+          this.#compute(() => {
+            const r = ends.headForward(f.tensors[0].data, b.targets, b, { grad: true });
+            this.flops.head += headForwardFlops(M, D, V);
+            if (r.count > 0) sum += r.mean * r.count;
+            if (!Number.isFinite(r.mean) && r.count > 0) {
+              this.#abort(at, `the loss is ${r.mean}`);
+            }
+            const dh = ends.headBackward({ scale });
+            this.flops.head += headBackwardFlops(M, D, V);
+            this.#sendTensor("GRAD_HL", at, 0, [], [{ data: dh, shape: [B, T, D] }]);
+          });
+          continue;
+        }
+        if (f.type === "GROUP_INPUT") {
+          this.#check(f, at);
+          this.#compute(() => this.#loraForward(f, M, active));
+          continue;
+        }
+        if (f.type === "GROUP_GRAD") {
+          this.#check(f, at);
+          this.#compute(() => this.#loraBackward(f, M));
+          continue;
+        }
+        throw new DeviceProtocolError(
+          `unexpected ${f.type} from the coordinator in step ${step} micro-batch ${micro}`,
+        );
+      }
+    }
+    let gradNorm = 0;
+    this.#compute(() => {
+      // Modules the coordinator did not exchange this step are detached: no optimizer update.
+      lora.setActiveKeys(active);
+      let params = 0;
+      for (const key of active) {
+        const { inDim, outDim } = projDims(this.config, key.split(".")[1] as Proj);
+        params += lora.rank * (inDim + outDim);
+      }
+      const { maxGradNorm, ...adam } = opts;
+      gradNorm = maxGradNorm !== undefined ? lora.clipGradNorm(maxGradNorm) : lora.gradNorm();
+      lora.step({ ...adam, weightDecay: adam.weightDecay ?? 0 });
+      const clipped = maxGradNorm !== undefined && maxGradNorm / (gradNorm + 1e-6) < 1;
+      this.flops.optimizer += optimizerFlops(params, clipped);
+      this.#send(encodeControlFrame({ type: "STEP_END", session: this.session, step }));
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      loss: count > 0 ? sum / count : NaN,
+      gradNorm,
+      count,
+      seconds,
+      computeSeconds: this.#computeMs / 1000,
+      activeModules: [...active],
+    };
+  }
+
+  /** Frees the device-side buffers (the LoRA and ends belong to the caller). */
+  free(): void {
+    for (const a of this.#inputs.values()) a.free();
+    for (const a of this.#scratch.values()) a.free();
+    this.#inputs.clear();
+    this.#scratch.clear();
+    this.#feedback.free();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #compute(run: () => void): void {
+    const t = performance.now();
+    try {
+      run();
+    } finally {
+      this.#computeMs += performance.now() - t;
+    }
+  }
+
+  #send(frame: Uint8Array): void {
+    const send = (f: Uint8Array) => {
+      this.stats.sent(f);
+      this.#o.transport.send(f);
+    };
+    if (this.#o.beforeSend) this.#o.beforeSend(frame, send);
+    send(frame);
+  }
+
+  #sendTensor(
+    type: "HIDDEN_H0" | "DELTA_Y" | "GRAD_HL" | "GRAD_X_LORA",
+    at: { step: number; micro: number },
+    layer: number,
+    modules: readonly Proj[],
+    tensors: { module?: Proj; data: F32; shape: number[] }[],
+  ): void {
+    this.#send(encodeTensorFrame(this.#o.k, {
+      type,
+      session: this.session,
+      ...at,
+      layer,
+      ...(type === "GRAD_X_LORA" ? { modules } : {}),
+      tensors,
+    }, {
+      ...encodeOptionsFor(type, this.#o.codecs, this.#o.crc),
+      feedback: this.#feedback,
+      limits: this.#limits,
+    }));
+  }
+
+  /** Tells the coordinator to drop the step, then fails it here. */
+  #abort(at: { step: number; micro: number }, why: string): never {
+    this.#send(encodeControlFrame({
+      type: "ERROR",
+      session: this.session,
+      ...at,
+      code: STREAM_ERROR_CODES["step-aborted"],
+      message: `step ${at.step} aborted by the device: ${why}`,
+    }));
+    throw new Error(`step ${at.step + 1} diverged: ${why}; lower the learning rate`);
+  }
+
+  /** The next coordinator frame; ERROR frames are recorded and skipped. */
+  async #next(what: string, timeoutMs: number): Promise<Frame> {
+    for (;;) {
+      const bytes = await this.#o.transport.next(timeoutMs, what);
+      this.stats.received(bytes);
+      let f: Frame;
+      const t = performance.now();
+      try {
+        f = decodeFrame(this.#o.k, bytes, { from: "coordinator", limits: this.#limits });
+      } catch (e) {
+        if (e instanceof ProtocolError) {
+          throw new DeviceProtocolError(`the coordinator sent a malformed frame: ${e.message}`);
+        }
+        throw e;
+      } finally {
+        this.#computeMs += performance.now() - t;
+      }
+      if (f.type === "ERROR") {
+        const e = f as ErrorFrame;
+        this.errors.push({
+          code: e.code,
+          name: e.name ?? streamErrorName(e.code),
+          message: e.message,
+        });
+        continue;
+      }
+      if (f.type === "PING") {
+        this.#send(encodeControlFrame({
+          type: "PONG",
+          session: this.session,
+          step: f.step,
+          nonce: f.nonce,
+          padding: f.padding,
+        }));
+        continue;
+      }
+      if (f.type === "PONG" || f.type === "ACK") continue;
+      return f;
+    }
+  }
+
+  #check(f: Frame, at: { step: number; micro: number }): void {
+    if (f.step !== at.step || f.micro !== at.micro) {
+      throw new DeviceProtocolError(
+        `${f.type} for step ${f.step} micro-batch ${f.micro} arrived during step ${at.step} ` +
+          `micro-batch ${at.micro}`,
+      );
+    }
+  }
+
+  /** A wasm buffer of n floats under `key`, reallocated when the size changes. */
+  #buffer(map: Map<string, F32>, key: string, shape: number[]): F32 {
+    const n = shape.reduce((a, b) => a * b, 1);
+    let a = map.get(key);
+    if (a === undefined || a.length !== n) {
+      a?.free();
+      a = this.#o.k.alloc(shape);
+      map.set(key, a);
+    }
+    return a;
+  }
+
+  #groupOf(f: TensorFrame): number {
+    const g = PROJ_GROUPS.findIndex((group) => f.modules.every((p) => group.includes(p)));
+    if (g < 0 || f.modules.length === 0) {
+      throw new DeviceProtocolError(`${f.type} names modules [${f.modules}] of no single group`);
+    }
+    if (f.layer >= this.config.nLayers) {
+      throw new DeviceProtocolError(
+        `${f.type} is for layer ${f.layer}; the model has ${this.config.nLayers}`,
+      );
+    }
+    for (const p of f.modules) {
+      if (!this.#o.lora.targets.includes(p)) {
+        throw new DeviceProtocolError(
+          `${f.type} asks for module ${moduleKey(f.layer, p)}, but this job's targets are ` +
+            this.#o.lora.targets.join(","),
+        );
+      }
+    }
+    return g;
+  }
+
+  /** GROUP_INPUT → ΔY of each named module → DELTA_Y. */
+  #loraForward(f: TensorFrame, M: number, active: Set<string>): void {
+    const { lora } = this.#o, layer = f.layer, modules = f.modules;
+    const g = this.#groupOf(f);
+    const { inDim } = projDims(this.config, modules[0]);
+    const x = f.tensors[0];
+    if (x.data.length !== M * inDim) {
+      throw new DeviceProtocolError(
+        `GROUP_INPUT layer ${layer} [${modules}] has ${x.data.length} values, expected ${M}·${inDim}`,
+      );
+    }
+    const X = this.#buffer(this.#inputs, `${layer}/${g}`, [M, inDim]);
+    X.data.set(x.data);
+    const outputs = modules.map((proj) => {
+      const Y = this.#buffer(this.#scratch, `dy/${proj}`, [M, projDims(this.config, proj).outDim]);
+      Y.data.fill(0);
+      return { proj, Y };
+    });
+    const before = lora.flops;
+    lora.forward(layer, X, outputs);
+    this.flops.loraForward += lora.flops - before;
+    for (const p of modules) active.add(moduleKey(layer, p));
+    this.#sendTensor(
+      "DELTA_Y",
+      { step: f.step, micro: f.micro },
+      layer,
+      modules,
+      outputs.map((o) => ({
+        module: o.proj,
+        data: o.Y,
+        shape: [M, projDims(this.config, o.proj).outDim],
+      })),
+    );
+  }
+
+  /** GROUP_GRAD → ∂A, ∂B accumulated, Σ ∂X_lora → GRAD_X_LORA. */
+  #loraBackward(f: TensorFrame, M: number): void {
+    const { lora } = this.#o, layer = f.layer, modules = f.modules;
+    this.#groupOf(f);
+    const { inDim } = projDims(this.config, modules[0]);
+    const grads = f.tensors.map((t) => {
+      const proj = t.module!;
+      const outDim = projDims(this.config, proj).outDim;
+      if (t.data.length !== M * outDim) {
+        throw new DeviceProtocolError(
+          `GROUP_GRAD ${
+            moduleKey(layer, proj)
+          } has ${t.data.length} values, expected ${M}·${outDim}`,
+        );
+      }
+      const G = this.#buffer(this.#scratch, `g/${proj}`, [M, outDim]);
+      G.data.set(t.data);
+      return { proj, G };
+    });
+    const dX = this.#buffer(this.#scratch, `dx/${inDim}`, [M, inDim]);
+    dX.data.fill(0);
+    const before = lora.flops;
+    lora.backward(layer, grads, dX);
+    this.flops.loraBackward += lora.flops - before;
+    this.#sendTensor("GRAD_X_LORA", { step: f.step, micro: f.micro }, layer, modules, [
+      { data: dX, shape: [M, inDim] },
+    ]);
+  }
+}
