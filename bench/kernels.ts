@@ -19,8 +19,10 @@
  *   so both copies are part of its region (there is no way around them there).
  * Every region runs 3 untimed warm-up calls; then the regions of one shape are
  * sampled round-robin (one sample of each in turn, so drifting load from other
- * processes hits all alike) until each has ≥ 0.5 s and ≥ 5 samples; the figure
- * is the median per call. Flops are 2·M·K·N.
+ * processes hits all alike) until each has ≥ 0.5 s and ≥ 5 samples; each sample
+ * is preceded by one untimed call of the same region, so every implementation is
+ * timed in its back-to-back steady state (threads awake, caches warm) as in a
+ * training loop, not coming back from idle; the figure is the median per call. Flops are 2·M·K·N.
  * Codecs run on n = 4M floats with our single-thread kernels; GB/s counts the
  * f32 side (4·n bytes) for encoders and decoders alike.
  */

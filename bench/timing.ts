@@ -25,6 +25,14 @@ export interface MeasureOptions {
   maxSamples?: number;
   /** A sample lasts at least this long, grouping calls (default 1 ms). */
   minSampleMs?: number;
+  /**
+   * Untimed calls of the same implementation right before each of its samples in
+   * round-robin sampling (default 1). The other implementations run in between, so
+   * without this a sample would time an implementation coming back from idle — e.g. a
+   * thread pool whose workers went to sleep, which on this VM takes ~10 ms to wake —
+   * instead of the back-to-back steady state a training loop runs in. Same for all.
+   */
+  settle?: number;
 }
 
 function isPromise(v: unknown): v is PromiseLike<unknown> {
@@ -69,6 +77,7 @@ export async function measureInterleaved(
     minSamples = 5,
     maxSamples = 2000,
     minSampleMs = 1,
+    settle = 1,
   } = opts;
   const callsPerSample: number[] = [];
   for (const fn of fns) {
@@ -89,6 +98,7 @@ export async function measureInterleaved(
     );
   while (unfinished()) {
     for (let f = 0; f < fns.length; f++) {
+      for (let i = 0; i < settle; i++) await call(fns[f]);
       const t0 = performance.now();
       for (let c = 0; c < callsPerSample[f]; c++) await call(fns[f]);
       const ms = performance.now() - t0;
