@@ -9,6 +9,7 @@
  * on demand, so the hot path allocates and copies nothing.
  */
 import type { F32, Kernels } from "./core.ts";
+import { expectDims, expectLength } from "./dims.ts";
 
 export interface GemmOptions {
   /** C += … instead of C = … */
@@ -21,36 +22,7 @@ export function gemmFlops(M: number, K: number, N: number): number {
 }
 
 // ---------------------------------------------------------------------------
-// Validation shared with kernels/lora.ts.
-
-/** Throws unless every named dimension is a positive integer. */
-export function checkDims(fn: string, dims: Record<string, number>): void {
-  for (const [name, d] of Object.entries(dims)) {
-    if (!Number.isInteger(d) || d < 1 || d > 0x7fffffff) {
-      throw new RangeError(`${fn}: ${name} must be a positive integer, got ${d}`);
-    }
-  }
-}
-
-/** Throws unless `a` is an f32 array of `k` with exactly `expected` elements. */
-export function checkArray(
-  k: Kernels,
-  fn: string,
-  name: string,
-  a: F32,
-  expected: number,
-  formula: string,
-): void {
-  if (a.kernels !== k) {
-    throw new Error(`${fn}: ${name} lives in another Kernels instance's memory`);
-  }
-  if (a.dtype !== "f32") throw new TypeError(`${fn}: ${name} is ${a.dtype}, expected f32`);
-  if (a.length !== expected) {
-    throw new RangeError(
-      `${fn}: ${name} has ${a.length} elements, expected ${formula} = ${expected}`,
-    );
-  }
-}
+// Validation shared with kernels/lora.ts (dimension and length checks live in dims.ts).
 
 /** Throws when output `out` shares memory with any of `inputs`. */
 export function checkNoOverlap(fn: string, out: [string, F32], inputs: [string, F32][]): void {
@@ -170,10 +142,10 @@ export function gemmXWt(
   opts: GemmOptions = {},
 ): void {
   const fn = "gemmXWt";
-  checkDims(fn, { M, K, N });
-  checkArray(k, fn, "Y", Y, M * N, "M·N");
-  checkArray(k, fn, "X", X, M * K, "M·K");
-  checkArray(k, fn, "W", W, N * K, "N·K");
+  expectDims(fn, { M, K, N });
+  expectLength(k, fn, "Y", Y, M * N, "M·N");
+  expectLength(k, fn, "X", X, M * K, "M·K");
+  expectLength(k, fn, "W", W, N * K, "N·K");
   checkNoOverlap(fn, ["Y", Y], [["X", X], ["W", W]]);
   run(k, "gemm_xwt", [Y.ptr, X.ptr, W.ptr, M, K, N], opts.accumulate ?? false, M, N, K);
 }
@@ -190,10 +162,10 @@ export function gemmDyW(
   opts: GemmOptions = {},
 ): void {
   const fn = "gemmDyW";
-  checkDims(fn, { M, N, K });
-  checkArray(k, fn, "dX", dX, M * K, "M·K");
-  checkArray(k, fn, "dY", dY, M * N, "M·N");
-  checkArray(k, fn, "W", W, N * K, "N·K");
+  expectDims(fn, { M, N, K });
+  expectLength(k, fn, "dX", dX, M * K, "M·K");
+  expectLength(k, fn, "dY", dY, M * N, "M·N");
+  expectLength(k, fn, "W", W, N * K, "N·K");
   checkNoOverlap(fn, ["dX", dX], [["dY", dY], ["W", W]]);
   run(k, "gemm_dyw", [dX.ptr, dY.ptr, W.ptr, M, N, K], opts.accumulate ?? false, M, K, N);
 }
@@ -210,10 +182,10 @@ export function gemmDyTX(
   opts: GemmOptions = {},
 ): void {
   const fn = "gemmDyTX";
-  checkDims(fn, { M, N, K });
-  checkArray(k, fn, "dW", dW, N * K, "N·K");
-  checkArray(k, fn, "dY", dY, M * N, "M·N");
-  checkArray(k, fn, "X", X, M * K, "M·K");
+  expectDims(fn, { M, N, K });
+  expectLength(k, fn, "dW", dW, N * K, "N·K");
+  expectLength(k, fn, "dY", dY, M * N, "M·N");
+  expectLength(k, fn, "X", X, M * K, "M·K");
   checkNoOverlap(fn, ["dW", dW], [["dY", dY], ["X", X]]);
   run(k, "gemm_dytx", [dW.ptr, dY.ptr, X.ptr, M, N, K], opts.accumulate ?? false, N, K, M);
 }

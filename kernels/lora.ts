@@ -9,7 +9,8 @@
  * shares are added up afterwards.
  */
 import type { F32, Kernels } from "./core.ts";
-import { checkArray, checkDims, checkNoOverlap, threadScratch } from "./gemm.ts";
+import { expectDims, expectLength } from "./dims.ts";
+import { checkNoOverlap, threadScratch } from "./gemm.ts";
 
 export interface LoraForwardOptions {
   /** ΔY += … instead of ΔY = … (add the adapter onto Y = X·Wᵀ in place). */
@@ -86,13 +87,13 @@ export function loraForward(
   opts: LoraForwardOptions = {},
 ): void {
   const fn = "loraForward";
-  checkDims(fn, { M, IN, R, OUT });
+  expectDims(fn, { M, IN, R, OUT });
   checkScale(fn, scale);
-  checkArray(k, fn, "dY", dY, M * OUT, "M·OUT");
-  checkArray(k, fn, "XA", XA, M * R, "M·R");
-  checkArray(k, fn, "X", X, M * IN, "M·IN");
-  checkArray(k, fn, "A", A, R * IN, "R·IN");
-  checkArray(k, fn, "B", B, OUT * R, "OUT·R");
+  expectLength(k, fn, "dY", dY, M * OUT, "M·OUT");
+  expectLength(k, fn, "XA", XA, M * R, "M·R");
+  expectLength(k, fn, "X", X, M * IN, "M·IN");
+  expectLength(k, fn, "A", A, R * IN, "R·IN");
+  expectLength(k, fn, "B", B, OUT * R, "OUT·R");
   const inputs: [string, F32][] = [["X", X], ["A", A], ["B", B]];
   checkNoOverlap(fn, ["dY", dY], [...inputs, ["XA", XA]]);
   checkNoOverlap(fn, ["XA", XA], inputs);
@@ -141,16 +142,16 @@ export function loraBackward(
 ): void {
   const fn = "loraBackward";
   const { dX, dA, dB } = grads;
-  checkDims(fn, { M, IN, R, OUT });
+  expectDims(fn, { M, IN, R, OUT });
   checkScale(fn, scale);
-  checkArray(k, fn, "dX", dX, M * IN, "M·IN");
-  checkArray(k, fn, "dA", dA, R * IN, "R·IN");
-  checkArray(k, fn, "dB", dB, OUT * R, "OUT·R");
-  checkArray(k, fn, "G", G, M * OUT, "M·OUT");
-  checkArray(k, fn, "X", X, M * IN, "M·IN");
-  checkArray(k, fn, "XA", XA, M * R, "M·R");
-  checkArray(k, fn, "A", A, R * IN, "R·IN");
-  checkArray(k, fn, "B", B, OUT * R, "OUT·R");
+  expectLength(k, fn, "dX", dX, M * IN, "M·IN");
+  expectLength(k, fn, "dA", dA, R * IN, "R·IN");
+  expectLength(k, fn, "dB", dB, OUT * R, "OUT·R");
+  expectLength(k, fn, "G", G, M * OUT, "M·OUT");
+  expectLength(k, fn, "X", X, M * IN, "M·IN");
+  expectLength(k, fn, "XA", XA, M * R, "M·R");
+  expectLength(k, fn, "A", A, R * IN, "R·IN");
+  expectLength(k, fn, "B", B, OUT * R, "OUT·R");
   const inputs: [string, F32][] = [["G", G], ["X", X], ["XA", XA], ["A", A], ["B", B]];
   checkNoOverlap(fn, ["dX", dX], [...inputs, ["dA", dA], ["dB", dB]]);
   checkNoOverlap(fn, ["dA", dA], [...inputs, ["dB", dB]]);

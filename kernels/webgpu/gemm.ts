@@ -14,6 +14,7 @@
  * second dispatch. Functions only enqueue work; read a tensor to wait for it.
  */
 import type { Gpu, GpuTensor } from "./device.ts";
+import { expectDims } from "../dims.ts";
 
 export interface GemmOptions {
   /** C += … instead of C = … */
@@ -317,15 +318,6 @@ export function checkDistinct(fn: string, named: Record<string, GpuTensor | unde
   }
 }
 
-/** Throws unless every named dimension is a positive integer (as the wasm kernels require). */
-export function checkDims(fn: string, dims: Record<string, number>): void {
-  for (const [name, d] of Object.entries(dims)) {
-    if (!Number.isInteger(d) || d < 1 || d > 0x7fffffff) {
-      throw new RangeError(`${fn}: ${name} must be a positive integer, got ${d}`);
-    }
-  }
-}
-
 /** Y = X·Wᵀ [+ Y]. X is (M,K), W is (N,K), Y is (M,N). */
 export function gemmXWt(
   gpu: Gpu,
@@ -338,7 +330,7 @@ export function gemmXWt(
   opts: GemmOptions = {},
 ): void {
   const fn = "gemmXWt";
-  checkDims(fn, { M, K, N });
+  expectDims(fn, { M, K, N });
   checkTensor(gpu, fn, "Y", Y, M * N, "M·N");
   checkTensor(gpu, fn, "X", X, M * K, "M·K");
   checkTensor(gpu, fn, "W", W, N * K, "N·K");
@@ -371,7 +363,7 @@ export function gemmDyW(
   opts: GemmOptions = {},
 ): void {
   const fn = "gemmDyW";
-  checkDims(fn, { M, N, K });
+  expectDims(fn, { M, N, K });
   checkTensor(gpu, fn, "dX", dX, M * K, "M·K");
   checkTensor(gpu, fn, "dY", dY, M * N, "M·N");
   checkTensor(gpu, fn, "W", W, N * K, "N·K");
@@ -404,7 +396,7 @@ export function gemmDyTX(
   opts: GemmOptions = {},
 ): void {
   const fn = "gemmDyTX";
-  checkDims(fn, { M, N, K });
+  expectDims(fn, { M, N, K });
   checkTensor(gpu, fn, "dW", dW, N * K, "N·K");
   checkTensor(gpu, fn, "dY", dY, M * N, "M·N");
   checkTensor(gpu, fn, "X", X, M * K, "M·K");

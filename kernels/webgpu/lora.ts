@@ -8,7 +8,8 @@
  * Functions only enqueue work; read a tensor to wait for it.
  */
 import type { Gpu, GpuTensor } from "./device.ts";
-import { checkDims, checkDistinct, checkTensor, type Product, runProducts } from "./gemm.ts";
+import { expectDims } from "../dims.ts";
+import { checkDistinct, checkTensor, type Product, runProducts } from "./gemm.ts";
 
 /** C (rows,cols) = alpha·op(A)·op(B) [+ C], inner length `inner`. */
 function product(
@@ -54,7 +55,7 @@ export function loraForward(
   opts: LoraForwardOptions = {},
 ): void {
   const fn = "loraForward";
-  checkDims(fn, { M, IN, R, OUT });
+  expectDims(fn, { M, IN, R, OUT });
   checkScale(fn, scale);
   checkTensor(gpu, fn, "dY", dY, M * OUT, "M·OUT");
   checkTensor(gpu, fn, "XA", XA, M * R, "M·R");
@@ -117,7 +118,7 @@ export function loraBackward(
 ): void {
   const fn = "loraBackward";
   const { dX, dA, dB } = grads;
-  checkDims(fn, { M, IN, R, OUT });
+  expectDims(fn, { M, IN, R, OUT });
   checkScale(fn, scale);
   checkTensor(gpu, fn, "G", G, M * OUT, "M·OUT");
   checkTensor(gpu, fn, "X", X, M * IN, "M·IN");
