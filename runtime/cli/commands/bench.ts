@@ -18,12 +18,15 @@ import {
   timeTrainSteps,
 } from "../../train/throughput.ts";
 import { type Flags, optionalInt, UsageError } from "../args.ts";
+import { benchLoad } from "./bench_load.ts";
+import { benchSplit } from "./bench_split.ts";
 
 export const benchFlags = {
   quick: "boolean",
   model: "string",
   threads: "number",
   steps: "number",
+  seconds: "number",
 } as const;
 
 export interface BenchRow {
@@ -72,10 +75,22 @@ export async function benchCommand(flags: Flags): Promise<Record<string, unknown
   if (what === "kernels") {
     throw new UsageError("bench kernels: run `deno task bench:kernels [--json]` for now");
   }
-  if (what === "split") throw new UsageError("bench split: not built yet (a later issue)");
+  if (what === "split") {
+    const threads = optionalInt(flags, "threads", 2, "bench split");
+    const steps = flags.steps === undefined
+      ? undefined
+      : optionalInt(flags, "steps", 5, "bench split");
+    return await benchSplit({ quick: flags.quick === true, threads, steps });
+  }
+  if (what === "load") {
+    const seconds = flags.seconds === undefined
+      ? undefined
+      : optionalInt(flags, "seconds", 30, "bench load");
+    return await benchLoad({ quick: flags.quick === true, seconds });
+  }
   if (what !== "step") {
     throw new UsageError(
-      `bench: say which benchmark: bench step|kernels|split${what ? ` (got "${what}")` : ""}`,
+      `bench: say which benchmark: bench step|kernels|split|load${what ? ` (got "${what}")` : ""}`,
     );
   }
   const quick = flags.quick === true;

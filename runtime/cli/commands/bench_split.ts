@@ -1,0 +1,162 @@
+/**
+ * `dlora bench split [--quick] [--json] [--threads N]`: the split step (DLORA.md §2) against local
+ * training. stories260K, batch 8 × seq 256, LoRA rank 8 on all seven projections: the step time
+ * of a device + coordinator over a loopback WebSocket (StepExecutor with the frozen blocks in its
+ * model worker, runDevice with its own WebSocket client) and of the same training in one process
+ * (timeTrainSteps), for the f32 and bf16 transport codecs, with the bytes per step each way.
+ * Both sides of the split share this machine's cores; each side uses `--threads` kernel threads
+ * (default 2: the phases alternate, so the side computing has the cores while the other waits),
+ * and the local baseline uses the same count. --quick: 2 timed steps (and 1 warm-up) of a
+ * shorter sequence (64), which the target is then not judged on.
+ */
+import { sharedText, startStack } from "../../../coordinator/step_testing.ts";
+import type { StepReport } from "../../../coordinator/session.ts";
+import { Kernels } from "../../../kernels/mod.ts";
+import { runDevice } from "../../device/device.ts";
+import { loadModel } from "../../load.ts";
+import { LlamaModel } from "../../model/llama.ts";
+import { LocalLora } from "../../model/lora.ts";
+import { BENCH_LORA, benchBatch, timeTrainSteps } from "../../train/throughput.ts";
+
+export interface SplitOptions {
+  codec: string;
+  batch: number;
+  seqLen: number;
+  /** Timed steps (one more runs first as warm-up). */
+  steps: number;
+  /** Kernel threads of the device and of the coordinator's model worker. */
+  threads: number;
+  host?: "worker" | "in-thread";
+  /** Private text of the device (default 200k characters of tinyshakespeare). */
+  text?: string;
+}
+
+export interface SplitTiming {
+  /** Median wall time of the timed steps, on the device's clock. */
+  split_step_ms: number;
+  device_compute_ms: number;
+  coordinator_compute_ms: number;
+  /** The rest: codecs, framing, transport, waiting for the other side's threads. */
+  transport_and_framing_ms: number;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+const JOB = { rank: BENCH_LORA.rank, alpha: BENCH_LORA.alpha, lr: 1e-3, seed: BENCH_LORA.seed };
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
+};
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const ms = (s: number) => +(1000 * s).toFixed(1);
+
+/** One distributed run over loopback: a coordinator on 127.0.0.1:0 and one device. */
+export async function measureSplit(o: SplitOptions): Promise<SplitTiming> {
+  const reports: StepReport[] = [];
+  const stack = await startStack({
+    host: o.host ?? "worker",
+    threads: o.threads,
+    onStep: (r) => reports.push(r),
+  });
+  try {
+    const d = await stack.device("bench-split");
+    const jobId = await stack.job({
+      ...JOB,
+      batch: o.batch,
+      seq_len: o.seqLen,
+      steps: o.steps + 1,
+      codec: { activations: o.codec, gradients: o.codec },
+      devices: [d.id],
+    });
+    const r = await runDevice({
+      coordinatorUrl: stack.url,
+      token: d.token,
+      jobId,
+      text: o.text ?? sharedText("tinyshakespeare.txt", 200_000),
+      threads: o.threads,
+    });
+    await stack.executor.idle();
+    const split = median(r.stepSeconds.slice(1));
+    const device = r.computeSeconds / r.stepSeconds.length;
+    const coordinator = mean(reports.slice(1).map((x) => x.computeSeconds));
+    return {
+      split_step_ms: ms(split),
+      device_compute_ms: ms(device),
+      coordinator_compute_ms: ms(coordinator),
+      transport_and_framing_ms: ms(split - device - coordinator),
+      bytes_up: Math.round(r.bytesUp / r.losses.length),
+      bytes_down: Math.round(r.bytesDown / r.losses.length),
+    };
+  } finally {
+    await stack.close();
+  }
+}
+
+/** The same training in one process: median step milliseconds. */
+export async function measureLocal(
+  o: { batch: number; seqLen: number; steps: number; threads: number },
+): Promise<number> {
+  const { weights } = await loadModel("stories260K");
+  const k = await Kernels.load({ threads: o.threads });
+  const model = new LlamaModel(k, weights);
+  const lora = new LocalLora(k, weights.config, BENCH_LORA);
+  try {
+    const batch = benchBatch(weights.config, o.batch, o.seqLen);
+    const t = await timeTrainSteps(model, lora, batch, { steps: o.steps, warmup: 1 });
+    return +t.medianMs.toFixed(1);
+  } finally {
+    lora.free();
+    model.free();
+    k.close();
+  }
+}
+
+export interface SplitRow extends SplitTiming {
+  codec: string;
+  batch: number;
+  seq_len: number;
+  threads: number;
+  local_step_ms: number;
+  /** split_step_ms / local_step_ms. */
+  overhead: number;
+}
+
+export const SPLIT_CODECS = ["f32", "bf16"] as const;
+const TARGET = { name: "overhead bf16 ≤ 1.3", codec: "bf16", max: 1.3, batch: 8, seqLen: 256 };
+
+export async function benchSplit(
+  o: { quick: boolean; threads: number; steps?: number },
+): Promise<Record<string, unknown>> {
+  const batch = 8, seqLen = o.quick ? 64 : 256, steps = o.steps ?? (o.quick ? 2 : 5);
+  const rows: SplitRow[] = [];
+  for (const codec of SPLIT_CODECS) {
+    // Interleaved per codec, so slow phases of this shared machine hit both sides alike.
+    const split = await measureSplit({ codec, batch, seqLen, steps, threads: o.threads });
+    const local = await measureLocal({ batch, seqLen, steps, threads: o.threads });
+    const row: SplitRow = {
+      codec,
+      batch,
+      seq_len: seqLen,
+      threads: o.threads,
+      ...split,
+      local_step_ms: local,
+      overhead: +(split.split_step_ms / local).toFixed(3),
+    };
+    rows.push(row);
+    console.error(
+      `bench split: ${codec} ${batch}×${seqLen} threads=${o.threads}: split ` +
+        `${row.split_step_ms} ms (device ${row.device_compute_ms} + coordinator ` +
+        `${row.coordinator_compute_ms} + transport/framing ${row.transport_and_framing_ms}) vs ` +
+        `local ${local} ms → ×${row.overhead}; ↑ ${row.bytes_up} B ↓ ${row.bytes_down} B per step`,
+    );
+  }
+  const judged = rows.find((r) =>
+    r.codec === TARGET.codec && r.batch === TARGET.batch && r.seq_len === TARGET.seqLen
+  );
+  const targets = [{
+    name: TARGET.name,
+    measured: judged?.overhead ?? null,
+    met: judged === undefined ? null : judged.overhead <= TARGET.max,
+  }];
+  return { rows, targets, quick: o.quick };
+}
