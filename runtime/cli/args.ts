@@ -74,3 +74,11 @@ export function optionalNumber(flags: Flags, name: string, fallback: number): nu
   const v = flags[name];
   return typeof v === "number" ? v : fallback;
 }
+
+/** A flag value whose feature has not landed yet (exit code 3, "not built yet"). */
+export class NotBuiltError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NotBuiltError";
+  }
+}

@@ -3,7 +3,7 @@
  * takes `--json` and then prints one JSON object as the last line of stdout; progress and
  * diagnostics go to stderr. Exit codes: 0 ok, 1 failure, 2 usage error, 3 not built yet.
  */
-import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { type FlagSpec, NotBuiltError, parseFlags, UsageError } from "./args.ts";
 import { benchCommand, benchFlags } from "./commands/bench.ts";
 import { convert, convertFlags } from "./commands/convert.ts";
 import { evalCommand, evalFlags } from "./commands/eval.ts";
@@ -11,6 +11,7 @@ import { generateCommand, generateFlags } from "./commands/generate.ts";
 import { trainCommand, trainFlags } from "./commands/train.ts";
 import { coordinator, coordinatorFlags } from "./commands/coordinator.ts";
 import { deviceCommand, deviceFlags } from "./commands/device.ts";
+import { demoCommand, demoFlags, printDemoTable } from "./commands/demo.ts";
 
 interface Command {
   flags: FlagSpec;
@@ -66,6 +67,13 @@ const COMMANDS: Record<string, Command> = {
       "--max-grad-norm 1 --weight-decay 0 --dropout 0 --tokenizer F --threads N]",
     run: trainCommand,
   },
+  demo: {
+    flags: demoFlags,
+    summary: "demo [--devices 3 --steps 150 --codec f32|f16|bf16|int8 --seed 0 --kr off " +
+      "--out out/demo-<time> --batch 8 --seq-len 64 --eval-tokens 8192]",
+    run: demoCommand,
+    human: printDemoTable,
+  },
   bench: {
     flags: benchFlags,
     summary: "bench step [--quick] [--model stories260K|smollm-135m --threads N --steps N] | " +
@@ -76,12 +84,12 @@ const COMMANDS: Record<string, Command> = {
 };
 
 /** Contract commands whose issue has not landed: they say so instead of pretending. */
-const PENDING = ["demo"];
+const PENDING: string[] = [];
 
 function usage(): string {
   const lines = Object.values(COMMANDS).map((c) => `  ${c.summary}`);
-  return `usage: deno task dlora <command> [flags] [--json]\n${lines.join("\n")}\n` +
-    `not built yet: ${PENDING.join(", ")}`;
+  return `usage: deno task dlora <command> [flags] [--json]\n${lines.join("\n")}` +
+    (PENDING.length > 0 ? `\nnot built yet: ${PENDING.join(", ")}` : "");
 }
 
 function printHuman(result: Record<string, unknown>): void {
@@ -128,6 +136,10 @@ export async function main(args: string[]): Promise<number> {
     if (e instanceof UsageError) {
       console.error(e.message);
       return 2;
+    }
+    if (e instanceof NotBuiltError) {
+      console.error(`dlora ${e.message}`);
+      return 3;
     }
     console.error(`dlora ${name}: ${(e as Error).message}`);
     return 1;

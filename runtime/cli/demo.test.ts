@@ -1,0 +1,89 @@
+import { assert, assertEquals } from "../../tests/util.ts";
+import { runCli } from "./testing.ts";
+
+Deno.test("dlora demo: three devices in tiers A/B/C train over loopback; JSON, adapters and reports", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dlora-demo-" });
+  try {
+    const r = await runCli([
+      "demo",
+      "--devices",
+      "3",
+      "--steps",
+      "3",
+      "--batch",
+      "4",
+      "--seq-len",
+      "32",
+      "--eval-tokens",
+      "512",
+      "--codec",
+      "bf16",
+      "--out",
+      dir,
+      "--json",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.json !== null, `last stdout line is JSON: ${r.stdout}`);
+    const json = r.json as {
+      devices: Record<string, unknown>[];
+      wall_s: number;
+      codec: string;
+    };
+    assertEquals(json.codec, "bf16");
+    assert(json.wall_s > 0, "wall_s");
+    assertEquals(json.devices.length, 3);
+    assertEquals(json.devices.map((d) => d.tier).sort(), ["A", "B", "C"], "one device per tier");
+    assertEquals(
+      json.devices.map((d) => d.micro_batch),
+      json.devices.map((d) => ({ A: 4, B: 4, C: 1 })[d.tier as "A" | "B" | "C"]),
+      "each device's micro-batch is its tier's (capped at the job's batch of 4)",
+    );
+    assertEquals(new Set(json.devices.map((d) => d.id)).size, 3, "distinct device ids");
+    for (const d of json.devices) {
+      const losses = d.losses as number[];
+      assertEquals(losses.length, 3, `${d.id} losses`);
+      assert(losses.every(Number.isFinite), `${d.id} losses finite: ${losses}`);
+      for (const key of ["nll_before", "nll_after"]) {
+        const v = d[key] as number;
+        assert(Number.isFinite(v) && v > 0, `${d.id} ${key} = ${v}`);
+      }
+      for (const key of ["bytes_up", "bytes_down", "flops"]) {
+        assert((d[key] as number) > 0, `${d.id} ${key} = ${d[key]}`);
+      }
+      assert((d.rho as number) > 0 && (d.rho as number) <= 1, `${d.id} rho`);
+      const adapter = d.adapter as string;
+      assert(adapter.startsWith(dir), `adapter under --out: ${adapter}`);
+      for (const f of ["adapter_config.json", "adapter_model.safetensors", "report.json"]) {
+        assert((await Deno.stat(`${adapter}/${f}`)).size > 0, `${adapter}/${f} written`);
+      }
+      const report = JSON.parse(await Deno.readTextFile(d.report as string));
+      assertEquals(report.id, d.id);
+    }
+    const summary = JSON.parse(await Deno.readTextFile(`${dir}/demo.json`));
+    assertEquals(summary.devices.length, 3);
+    assert(r.stderr.includes("step"), "a progress line per device on stderr");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dlora demo: --kr on says Kill-and-Revive is not available yet and exits non-zero", async () => {
+  const r = await runCli(["demo", "--kr", "on", "--json"]);
+  assertEquals(r.code, 3, r.stderr);
+  assert(/Kill-and-Revive is not available yet/.test(r.stderr), r.stderr);
+  assertEquals(r.stdout.trim(), "", "nothing on stdout");
+});
+
+Deno.test("dlora demo: flags out of range are usage errors", async () => {
+  for (
+    const [args, pattern] of [
+      [["--devices", "9"], /--devices must be in 1\.\.8/],
+      [["--codec", "f8"], /--codec must be one of f32, f16, bf16, int8/],
+      [["--kr", "maybe"], /--kr must be on or off/],
+    ] as const
+  ) {
+    const r = await runCli(["demo", ...args]);
+    assertEquals(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert(pattern.test(r.stderr), r.stderr);
+  }
+});
