@@ -309,6 +309,8 @@ export class CoordinatorSession {
 
   /** The next frame `accept` takes (it returns null, or why not); others are refused. */
   async #expect(what: string, accept: Accept, timeoutMs: number, inStep: boolean) {
+    // The device computes now: this model's kernel threads sleep instead of spinning on its cores.
+    this.#model?.k.park();
     for (;;) {
       const f = await this.#take(what, timeoutMs, inStep);
       const problem = accept(f);

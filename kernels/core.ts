@@ -259,6 +259,14 @@ export class Kernels {
     this.#pool.run(name, argsPerThread, (args) => fn(...args));
   }
 
+  /**
+   * Lets the idle worker threads sleep at once rather than spin for the next call (which wakes
+   * them): call before waiting on the network or another process. No-op without threads.
+   */
+  park(): void {
+    this.#pool?.park();
+  }
+
   /** Stops worker threads; the kernels stay usable single-threaded. */
   close(): void {
     this.#pool?.close();

@@ -24,6 +24,8 @@ export const MAX_LISTS = 64;
  * read after a successful claim belong to it.
  */
 export const GEN = 0, DONE = 1, FN = 2, JOBS = 3, STOP = 4, ERR = 5, NEXT = 6, CTRL_SLOTS = 8;
+/** 1 after park(): idle workers sleep at once instead of spinning; the next job clears it. */
+export const PARK = 7;
 
 function defaultFactory(): KernelWorker {
   const W = (globalThis as unknown as { Worker: new (u: URL, o: object) => KernelWorker })
@@ -110,6 +112,7 @@ export class ThreadPool {
     Atomics.store(ctrl, JOBS, n);
     Atomics.store(ctrl, DONE, 0);
     Atomics.store(ctrl, NEXT, -n);
+    Atomics.store(ctrl, PARK, 0);
     Atomics.add(ctrl, GEN, 1);
     Atomics.notify(ctrl, GEN);
     let failure: unknown = null;
@@ -129,6 +132,15 @@ export class ThreadPool {
     if (Atomics.exchange(ctrl, ERR, 0) !== 0) {
       throw new Error(`kernel ${name} trapped on a worker thread (out-of-bounds pointer or size?)`);
     }
+  }
+
+  /**
+   * Idle workers sleep now instead of spinning until the next job: for a caller about to wait
+   * on something slow (the network), so that their spinning does not take the cores from
+   * another process. The next job wakes them (and clears this).
+   */
+  park(): void {
+    Atomics.store(this.ctrl, PARK, 1);
   }
 
   close(): void {

@@ -3,7 +3,7 @@
  * Kernel worker: instantiates the shared-memory build on the pool's memory and
  * claims argument lists of each job published in the control block.
  */
-import { CTRL_SLOTS, DONE, ERR, FN, GEN, JOBS, MAX_ARGS, NEXT, STOP } from "./threads.ts";
+import { CTRL_SLOTS, DONE, ERR, FN, GEN, JOBS, MAX_ARGS, NEXT, PARK, STOP } from "./threads.ts";
 
 type Init = {
   module: WebAssembly.Module;
@@ -37,7 +37,7 @@ self.onmessage = async (e: MessageEvent<Init>) => {
       if ((++spins & 1023) === 0) {
         const now = performance.now();
         if (since === 0) since = now;
-        else if (now - since > SPIN_MS) {
+        else if (now - since > SPIN_MS || Atomics.load(ctrl, PARK) === 1) {
           Atomics.wait(ctrl, GEN, seen);
           spins = since = 0;
         }

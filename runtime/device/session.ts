@@ -293,6 +293,8 @@ export class DeviceSession {
 
   /** The next coordinator frame; ERROR frames are recorded and skipped. */
   async #next(what: string, timeoutMs: number): Promise<Frame> {
+    // The coordinator computes now: the kernel threads sleep instead of spinning on its cores.
+    this.#o.k.park();
     for (;;) {
       const bytes = await this.#o.transport.next(timeoutMs, what);
       this.stats.received(bytes);

@@ -76,7 +76,9 @@ export async function benchCommand(flags: Flags): Promise<Record<string, unknown
     throw new UsageError("bench kernels: run `deno task bench:kernels [--json]` for now");
   }
   if (what === "split") {
-    const threads = optionalInt(flags, "threads", 2, "bench split");
+    const threads = flags.threads === undefined
+      ? undefined
+      : optionalInt(flags, "threads", 1, "bench split");
     const steps = flags.steps === undefined
       ? undefined
       : optionalInt(flags, "steps", 5, "bench split");
