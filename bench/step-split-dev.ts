@@ -1,9 +1,11 @@
 /**
  * Developer benchmark of the split step (DLORA.md §2): the same LoRA training run once in one
- * process (runtime/train) and once as a device + coordinator over a loopback WebSocket, with the
+ * process (timeTrainSteps) and once as a device + coordinator over a loopback WebSocket, with the
  * distributed step's wall time split into device compute, coordinator (frozen blocks) compute and
- * the rest (framing, codecs, transport, waiting). With --codecs it also trains the same job with
- * each transport codec and compares the §7 held-out NLL of the resulting adapters.
+ * the rest (framing, codecs, transport, waiting); the measurement is `dlora bench split`'s
+ * (runtime/cli/commands/bench_split.ts), here with f32 and any shape, host or thread count.
+ * With --codecs it also trains the same job with each transport codec and compares the §7
+ * held-out NLL of the resulting adapters.
  *
  *   deno run -A bench/step-split-dev.ts [--batch 8 --seq-len 256 --steps 5 --host worker
  *     --threads 1 --codecs f32,bf16,f16 --codec-steps 200]
@@ -12,7 +14,6 @@
  * not what a real deployment would see. The last stdout line is JSON.
  */
 import { sharedText, startStack } from "../coordinator/step_testing.ts";
-import type { StepReport } from "../coordinator/session.ts";
 import { Kernels } from "../kernels/mod.ts";
 import { runDevice } from "../runtime/device/device.ts";
 import { LlamaModel } from "../runtime/model/llama.ts";
@@ -20,7 +21,7 @@ import { loadStories, TOK512 } from "../runtime/model/testing.ts";
 import { loadLlama2cTokenizer } from "../runtime/tokenizer/llama2c.ts";
 import { loraFromAdapter } from "../runtime/train/adapter.ts";
 import { nllOfIds } from "../runtime/train/nll.ts";
-import { train } from "../runtime/train/train.ts";
+import { measureLocal, measureSplit } from "../runtime/cli/commands/bench_split.ts";
 import { parseFlags } from "../runtime/cli/args.ts";
 
 const flags = parseFlags(Deno.args, {
@@ -38,52 +39,32 @@ const host = String(flags.host ?? "worker") as "worker" | "in-thread";
 const weights = loadStories();
 const tokenizer = loadLlama2cTokenizer(Deno.readFileSync(TOK512), weights.config.vocabSize);
 const text = sharedText("tinyshakespeare.txt", 200_000);
-const job = { rank: 8, alpha: 16, lr: 1e-3, batch: B, seq_len: T, seed: 1 };
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-const ms = (s: number) => +(1000 * s).toFixed(2);
 
-// Local: the single-process baseline (first step excluded as warm-up).
+// Local (the single-process baseline) and distributed: the same measurement as `dlora bench split`.
 const k = await Kernels.load({ threads });
 const model = new LlamaModel(k, weights);
-const localTimes: number[] = [];
-let last = 0;
-const local = await train({
-  model,
-  tokenizer,
-  text,
-  steps: steps + 1,
-  ...job,
-  seqLen: T,
-  onStep: (s) => {
-    localTimes.push(s.seconds - last);
-    last = s.seconds;
-  },
-});
-local.lora!.free();
-
-// Distributed.
-const reports: StepReport[] = [];
-const stack = await startStack({ host, threads, onStep: (r) => reports.push(r) });
+const stack = await startStack({ host, threads });
 const result: Record<string, unknown> = { model: "stories260K", B, T, steps, host, threads };
 try {
-  const d = await stack.device("bench");
-  await stack.job({ ...job, steps: steps + 1, devices: [d.id] });
-  const r = await runDevice({ coordinatorUrl: stack.url, token: d.token, text, threads });
-  await stack.executor.idle();
-  const dist = mean(r.stepSeconds.slice(1));
-  const device = r.computeSeconds / r.stepSeconds.length;
-  const coordinator = mean(reports.slice(1).map((x) => x.computeSeconds));
+  const local_step_ms = await measureLocal({ batch: B, seqLen: T, steps, threads });
+  const split = await measureSplit({
+    codec: "f32",
+    batch: B,
+    seqLen: T,
+    steps,
+    threads,
+    host,
+    text,
+  });
   Object.assign(result, {
-    local_step_ms: ms(mean(localTimes.slice(1))),
-    split_step_ms: ms(dist),
-    device_compute_ms: ms(device),
-    coordinator_compute_ms: ms(coordinator),
-    transport_and_framing_ms: ms(dist - device - coordinator),
-    bytes_up_per_step: Math.round(r.bytesUp / r.losses.length),
-    bytes_down_per_step: Math.round(r.bytesDown / r.losses.length),
-    device_flops_per_step: Math.round(
-      Object.values(r.flops).reduce((a, b) => a + b, 0) / r.losses.length,
-    ),
+    local_step_ms,
+    split_step_ms: split.split_step_ms,
+    device_compute_ms: split.device_compute_ms,
+    coordinator_compute_ms: split.coordinator_compute_ms,
+    transport_and_framing_ms: split.transport_and_framing_ms,
+    bytes_up_per_step: split.bytes_up,
+    bytes_down_per_step: split.bytes_down,
+    device_flops_per_step: split.device_flops,
   });
   console.error(
     `step: local ${result.local_step_ms} ms | split ${result.split_step_ms} ms = device ` +

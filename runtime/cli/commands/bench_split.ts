@@ -42,6 +42,8 @@ export interface SplitTiming {
   transport_and_framing_ms: number;
   bytes_up: number;
   bytes_down: number;
+  /** The device's counted FLOPs per step (ends, LoRA, optimizer). */
+  device_flops: number;
 }
 
 const JOB = { rank: BENCH_LORA.rank, alpha: BENCH_LORA.alpha, lr: 1e-3, seed: BENCH_LORA.seed };
@@ -88,6 +90,9 @@ export async function measureSplit(o: SplitOptions): Promise<SplitTiming> {
       transport_and_framing_ms: ms(split - device - coordinator),
       bytes_up: Math.round(r.bytesUp / r.losses.length),
       bytes_down: Math.round(r.bytesDown / r.losses.length),
+      device_flops: Math.round(
+        Object.values(r.flops).reduce((a, b) => a + b, 0) / r.losses.length,
+      ),
     };
   } finally {
     await stack.close();
