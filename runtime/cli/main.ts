@@ -77,7 +77,7 @@ const COMMANDS: Record<string, Command> = {
   bench: {
     flags: benchFlags,
     summary: "bench step [--quick] [--model stories260K|smollm-135m --threads N --steps N] | " +
-      "bench split [--quick --threads 2 --steps N] | bench load [--quick --seconds 30]",
+      "bench split [--quick --threads N --steps N] | bench load [--quick --seconds 30]",
     run: benchCommand,
     positional: "what",
   },
