@@ -115,6 +115,34 @@ Deno.test("attention backward matches the reference over shapes", async () => {
   }
 });
 
+Deno.test("attention backward with att = null recomputes it: bitwise the same grads", async () => {
+  const one = await testKernels();
+  const two = await Kernels.load({ threads: 2 });
+  await new Promise((resolve) => setTimeout(resolve, 50)); // see the 2-thread test below
+  try {
+    const big = { B: 2, T: 64, NH: 4, NKV: 2, hs: 16 };
+    for (const [k, shapes] of [[one, SHAPES], [two, [big, SHAPES[4]]]] as const) {
+      for (const s of shapes) {
+        const x = inputs(s, s.T * 5 + s.hs);
+        const dout = randn(x.q.length, 55 + s.NH);
+        const saved = run(k, s, x, dout).grads!;
+        const arrs = [x.q, x.k, x.v, dout].map((a) => k.from(a));
+        const [q, key, value, dy] = arrs;
+        const dq = k.from(randn(x.q.length, 97));
+        const dk = k.from(randn(x.k.length, 99)), dv = k.from(randn(x.v.length, 98));
+        attentionBackward(k, dq, dk, dv, dy, q, key, value, null, s);
+        const msg = `${label(s)}, ${k.threads} thread(s)`;
+        assertEquals([...dq.data], [...saved.dq], `dq ${msg}`);
+        assertEquals([...dk.data], [...saved.dk], `dk ${msg}`);
+        assertEquals([...dv.data], [...saved.dv], `dv ${msg}`);
+        for (const a of [...arrs, dq, dk, dv]) a.free();
+      }
+    }
+  } finally {
+    two.close();
+  }
+});
+
 Deno.test("attention backward equals central differences of L = Σ out·R", async () => {
   const k = await testKernels();
   const cases: AttentionShape[] = [

@@ -2,7 +2,8 @@
  * Causal grouped-query attention host wrappers. q is (B,T,NH,hs), k and v are
  * (B,T,NKV,hs) with NKV dividing NH; query head h reads kv head h/(NH/NKV).
  * The forward saves att (B,NH,T,T), the softmax probabilities (as llm.c), so
- * the backward does no recompute; the decode step reads a KV cache laid out
+ * the backward does no recompute (or, given att = null, recomputes one head at
+ * a time to save that memory); the decode step reads a KV cache laid out
  * (B,NKV,maxT,hs) per layer.
  */
 import type { F32, Kernels } from "./core.ts";
@@ -59,7 +60,9 @@ export function attentionForward(
 /**
  * dq (B,T,NH,hs), dk and dv (B,T,NKV,hs) are overwritten with the gradients
  * given dout (B,T,NH,hs); dk, dv sum over the query heads sharing a kv head.
- * att is the forward's (B,NH,T,T). Uses T·T floats of scratch per thread.
+ * att is the forward's (B,NH,T,T), or null to recompute each head's
+ * probabilities from q, k instead (bitwise the same gradients; the forward's
+ * att need not be kept). Uses T·T floats of scratch per thread, 2·T·T with null.
  */
 export function attentionBackward(
   k: Kernels,
@@ -70,7 +73,7 @@ export function attentionBackward(
   q: F32,
   key: F32,
   value: F32,
-  att: F32,
+  att: F32 | null,
   shape: AttentionShape,
 ): void {
   const name = "attentionBackward";
@@ -82,11 +85,35 @@ export function attentionBackward(
   for (const [n, a] of [["dk", dk], ["dv", dv], ["k", key], ["v", value]] as const) {
     expectLength(k, name, n, a, B * T * NKV * hs, "B·T·NKV·hs");
   }
-  expectLength(k, name, "att", att, B * NH * T * T, "B·NH·T·T");
+  if (att !== null) expectLength(k, name, "att", att, B * NH * T * T, "B·NH·T·T");
   const threads = threadsFor(k, B * NKV, (NH / NKV) * T * T * hs * 2, MIN_THREAD_WORK);
   const ranges = splitRange(B * NKV, threads);
-  const scratch = k.alloc([ranges.length, T, T]);
+  const scratch = k.alloc([ranges.length, att === null ? 2 : 1, T, T]);
   try {
+    if (att === null) {
+      const per = 2 * T * T * 4;
+      k.parallel(
+        "attention_backward_recompute",
+        ranges.map(([g0, g1], i) => [
+          dq.ptr,
+          dk.ptr,
+          dv.ptr,
+          scratch.ptr + i * per,
+          scratch.ptr + i * per + per / 2,
+          dout.ptr,
+          q.ptr,
+          key.ptr,
+          value.ptr,
+          T,
+          NH,
+          NKV,
+          hs,
+          g0,
+          g1,
+        ]),
+      );
+      return;
+    }
     k.parallel(
       "attention_backward",
       ranges.map(([g0, g1], i) => [

@@ -1,7 +1,8 @@
 // Causal grouped-query attention (Llama). Heads h of q use kv-head h / (NH/NKV).
 // Scale 1/sqrt(hs); any hs (odd ones use scalar tails).
 // The forward saves the probabilities att (B,NH,T,T) as llm.c does (upper
-// triangle zeroed); the backward reads them and needs no recompute.
+// triangle zeroed); the backward reads them and needs no recompute, or, to save
+// the (B,NH,T,T) memory, recomputes one head's at a time (..._recompute).
 // Work is split by the host over (b,h) pairs (forward, decode) or over (b,kvh)
 // groups (backward: dk, dv sum over a group's heads, so a group is one job).
 import { madd } from "./common";
@@ -107,12 +108,14 @@ import { exp4, exp1 } from "./vmath";
 }
 
 /**
- * One query row over keys 0..L-1: p (L) = softmax(scale·q·kⱼ), out (hs) = Σ pⱼ·vⱼ.
- * Key/value rows are `stride` bytes apart.
+ * One query row over keys 0..L-1: p (L) = e^(scale·q·kⱼ − max), unnormalised; returns
+ * 1/Σ. Key rows are `stride` bytes apart. Shared by the forward and the recomputing
+ * backward, so both get the same bits.
  */
-function attendRow(
-  out: usize, p: usize, q: usize, k: usize, v: usize, stride: usize, L: i32, hs: i32, scale: f32,
-): void {
+// @ts-ignore: decorator
+@inline function expScoresRow(
+  p: usize, q: usize, k: usize, stride: usize, L: i32, hs: i32, scale: f32,
+): f32 {
   const vscale = f32x4.splat(scale);
   let vmax = f32x4.splat(-Infinity);
   let j = 0;
@@ -145,10 +148,38 @@ function attendRow(
     store<f32>(p + o, e);
     sum += e;
   }
-  const inv: f32 = 1 / sum;
+  return 1 / sum;
+}
+
+/** p (L) = softmax(scale·q·kⱼ) over keys 0..L-1 (rows `stride` bytes apart). */
+// @ts-ignore: decorator
+@inline function softmaxRow(
+  p: usize, q: usize, k: usize, stride: usize, L: i32, hs: i32, scale: f32,
+): void {
+  const inv = expScoresRow(p, q, k, stride, L, hs, scale);
+  const vinv = f32x4.splat(inv);
+  let j = 0;
+  for (; j + 4 <= L; j += 4) {
+    const o = <usize>j << 2;
+    v128.store(p + o, f32x4.mul(v128.load(p + o), vinv));
+  }
+  for (; j < L; j++) {
+    const o = <usize>j << 2;
+    store<f32>(p + o, load<f32>(p + o) * inv);
+  }
+}
+
+/**
+ * One query row over keys 0..L-1: p (L) = softmax(scale·q·kⱼ), out (hs) = Σ pⱼ·vⱼ.
+ * Key/value rows are `stride` bytes apart.
+ */
+function attendRow(
+  out: usize, p: usize, q: usize, k: usize, v: usize, stride: usize, L: i32, hs: i32, scale: f32,
+): void {
+  const inv = expScoresRow(p, q, k, stride, L, hs, scale);
   const vinv = f32x4.splat(inv);
   zero(out, hs);
-  j = 0;
+  let j = 0;
   for (; j + 4 <= L; j += 4) {
     const o = <usize>j << 2;
     const pv = f32x4.mul(v128.load(p + o), vinv);
@@ -203,6 +234,27 @@ export function attention_backward(
   dq: usize, dk: usize, dv: usize, scratch: usize, dout: usize, q: usize, k: usize, v: usize,
   att: usize, T: i32, NH: i32, NKV: i32, hs: i32, g0: i32, g1: i32,
 ): void {
+  backwardGroups(dq, dk, dv, scratch, dout, q, k, v, att, false, T, NH, NKV, hs, g0, g1);
+}
+
+/**
+ * attention_backward without the forward's att: each head's probabilities are
+ * recomputed from q, k (the forward's arithmetic, so the same bits) into `probs`,
+ * a second (T,T) scratch per concurrent call (only its lower triangle is used).
+ */
+export function attention_backward_recompute(
+  dq: usize, dk: usize, dv: usize, scratch: usize, probs: usize, dout: usize, q: usize, k: usize,
+  v: usize, T: i32, NH: i32, NKV: i32, hs: i32, g0: i32, g1: i32,
+): void {
+  backwardGroups(dq, dk, dv, scratch, dout, q, k, v, probs, true, T, NH, NKV, hs, g0, g1);
+}
+
+/** The backward over groups g0..g1; with `recompute`, att is one head's (T,T) scratch. */
+// @ts-ignore: decorator
+@inline function backwardGroups(
+  dq: usize, dk: usize, dv: usize, scratch: usize, dout: usize, q: usize, k: usize, v: usize,
+  att: usize, recompute: bool, T: i32, NH: i32, NKV: i32, hs: i32, g0: i32, g1: i32,
+): void {
   const group = NH / NKV;
   const scale: f32 = 1 / Mathf.sqrt(<f32>hs);
   const hsBytes = <usize>hs << 2;
@@ -219,7 +271,15 @@ export function attention_backward(
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
       const qOff = <usize>b * <usize>T * qStride + <usize>h * hsBytes;
       const qb = q + qOff, dqb = dq + qOff, dob = dout + qOff;
-      const ab = att + (<usize>b * <usize>NH + <usize>h) * <usize>T * rowBytes;
+      let ab = att;
+      if (recompute) {
+        for (let t = 0; t < T; t++) {
+          softmaxRow(ab + <usize>t * rowBytes, qb + <usize>t * qStride, kb, kvStride, t + 1, hs,
+            scale);
+        }
+      } else {
+        ab += (<usize>b * <usize>NH + <usize>h) * <usize>T * rowBytes;
+      }
       // rows: ds = scale·p·(dp − Σ p·dp) with dp = dout·v; dq_t = Σ_j ds_tj·k_j
       for (let t = 0; t < T; t++) {
         const p = ab + <usize>t * rowBytes, ds = scratch + <usize>t * rowBytes;

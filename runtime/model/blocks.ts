@@ -55,11 +55,11 @@ export interface BlocksOptions {
   /** Time every kernel call into this profile. */
   profile?: StepProfile;
   /**
-   * Keep one (B,NH,T,T) attention-probability buffer for all layers instead of one per layer,
-   * and recompute a layer's probabilities from its saved q, k (after RoPE), v just before its
-   * attention backward. Default true: it saves (L−1)·B·NH·T² floats (67 MB of stories260K's
-   * 8×256 step) for one extra attention forward per layer but the last (~16 % of that step's
-   * time, ~3 % of SmolLM-135M's at 1×256). The gradients are bitwise the same either way.
+   * Keep one (B,NH,T,T) attention-probability buffer for all layers instead of one per layer;
+   * the attention backward of every layer but the last then recomputes the probabilities from
+   * the saved q, k (after RoPE), one head at a time. Default true: it saves (L−1)·B·NH·T² floats
+   * (67 MB of stories260K's 8×256 step) for ~10 % of that step's time. The gradients are
+   * bitwise the same either way.
    */
   recomputeAttention?: boolean;
 }
@@ -645,15 +645,10 @@ export class LlamaBlocks implements Freeable {
       await hooks!.backward(l, [{ proj: "o", G: g.dres }], g.dao);
       if (p) t = p.lap("lora.bwd", t);
     }
-    if (ws.recompute && ws.attLayer !== l) {
-      // The shared buffer holds another layer's probabilities: recompute this layer's from its
-      // saved q, k, v (the same kernel on the same inputs, so the same bits). dq is scratch for
-      // the output, which attentionBackward overwrites.
-      attentionForward(k, g.dq, a.att!, a.q, a.k, a.v, { B, T, NH, NKV, hs });
-      ws.attLayer = l;
-      if (p) t = p.lap("attention.recompute", t);
-    }
-    attentionBackward(k, g.dq, g.dk, g.dv, g.dao, a.q, a.k, a.v, a.att!, { B, T, NH, NKV, hs });
+    // The shared buffer may hold another layer's probabilities: then the kernel recomputes this
+    // layer's from its saved q, k, one head at a time (the forward's arithmetic, the same bits).
+    const att = ws.recompute && ws.attLayer !== l ? null : a.att;
+    attentionBackward(k, g.dq, g.dk, g.dv, g.dao, a.q, a.k, a.v, att, { B, T, NH, NKV, hs });
     if (p) t = p.lap("attention.bwd", t);
     const table = this.#ropeTable(T);
     ropeBackward(k, g.dq, table, { B, T, NH, hs, style: this.ropeStyle });

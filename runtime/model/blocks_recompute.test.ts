@@ -34,7 +34,7 @@ Deno.test("recomputeAttention: bitwise the same hL, ∂L/∂h0 and LoRA grads as
       const got = [];
       for (const { blocks, lora } of runs) {
         lora.zeroGrad();
-        // Two passes: the second finds the shared buffer holding the first layer's probabilities.
+        // Two passes: the second reuses the workspace and its shared attention buffer.
         let dh0: number[] = [];
         for (let pass = 0; pass < 2; pass++) {
           await blocks.forward(h0, shape, lora);
