@@ -19,6 +19,7 @@
  *   values, like every other malformed payload, before touching `out`.
  */
 import type { DType, F32, Kernels, WasmArray } from "./core.ts";
+import { expectArray } from "./dims.ts";
 
 export type U8 = WasmArray<"u8">;
 export type U16 = WasmArray<"u16">;
@@ -64,17 +65,6 @@ const REASONS: Record<number, CodecErrorReason> = {
 /** Element-wise codecs split over threads only when a call has this many elements. */
 const PARALLEL_MIN = 1 << 18;
 
-function checkArray<D extends DType>(
-  fn: string,
-  k: Kernels,
-  name: string,
-  a: WasmArray<D>,
-  dtype: D,
-): void {
-  if (a.kernels !== k) throw new Error(`${fn}: ${name} belongs to another Kernels instance`);
-  if (a.dtype !== dtype) throw new TypeError(`${fn}: ${name} is ${a.dtype}, expected ${dtype}`);
-}
-
 function checkLength(fn: string, name: string, length: number, expected: number, what: string) {
   if (length !== expected) {
     throw new RangeError(`${fn}: ${name} has ${length} elements, expected ${what} = ${expected}`);
@@ -104,36 +94,41 @@ function elementwise(
   k.parallel(name, jobs);
 }
 
+/** Checks a (src → dst) element-wise conversion's arrays and runs it. */
+function convert<S extends DType, D extends DType>(
+  k: Kernels,
+  fn: string,
+  exportName: string,
+  src: WasmArray<S>,
+  srcType: S,
+  dst: WasmArray<D>,
+  dstType: D,
+): void {
+  expectArray(k, fn, "src", src, srcType);
+  expectArray(k, fn, "dst", dst, dstType);
+  checkLength(fn, "dst", dst.length, src.length, "src.length");
+  const bytes = (t: DType) => (t === "u16" ? 2 : 4);
+  elementwise(k, exportName, src.ptr, bytes(srcType), dst.ptr, bytes(dstType), src.length);
+}
+
 /** dst = f16(src), round-to-nearest-even. src is (n) f32, dst is (n) u16 bits. */
 export function f32ToF16(k: Kernels, src: F32, dst: U16): void {
-  checkArray("f32ToF16", k, "src", src, "f32");
-  checkArray("f32ToF16", k, "dst", dst, "u16");
-  checkLength("f32ToF16", "dst", dst.length, src.length, "src.length");
-  elementwise(k, "codecF32ToF16", src.ptr, 4, dst.ptr, 2, src.length);
+  convert(k, "f32ToF16", "codecF32ToF16", src, "f32", dst, "u16");
 }
 
 /** dst = f32(src), exact. src is (n) u16 f16 bits, dst is (n) f32. */
 export function f16ToF32(k: Kernels, src: U16, dst: F32): void {
-  checkArray("f16ToF32", k, "src", src, "u16");
-  checkArray("f16ToF32", k, "dst", dst, "f32");
-  checkLength("f16ToF32", "dst", dst.length, src.length, "src.length");
-  elementwise(k, "codecF16ToF32", src.ptr, 2, dst.ptr, 4, src.length);
+  convert(k, "f16ToF32", "codecF16ToF32", src, "u16", dst, "f32");
 }
 
 /** dst = bf16(src), round-to-nearest-even. src is (n) f32, dst is (n) u16 bits. */
 export function f32ToBf16(k: Kernels, src: F32, dst: U16): void {
-  checkArray("f32ToBf16", k, "src", src, "f32");
-  checkArray("f32ToBf16", k, "dst", dst, "u16");
-  checkLength("f32ToBf16", "dst", dst.length, src.length, "src.length");
-  elementwise(k, "codecF32ToBf16", src.ptr, 4, dst.ptr, 2, src.length);
+  convert(k, "f32ToBf16", "codecF32ToBf16", src, "f32", dst, "u16");
 }
 
 /** dst = f32(src), exact. src is (n) u16 bf16 bits, dst is (n) f32. */
 export function bf16ToF32(k: Kernels, src: U16, dst: F32): void {
-  checkArray("bf16ToF32", k, "src", src, "u16");
-  checkArray("bf16ToF32", k, "dst", dst, "f32");
-  checkLength("bf16ToF32", "dst", dst.length, src.length, "src.length");
-  elementwise(k, "codecBf16ToF32", src.ptr, 2, dst.ptr, 4, src.length);
+  convert(k, "bf16ToF32", "codecBf16ToF32", src, "u16", dst, "f32");
 }
 
 function checkDims(fn: string, rows: number, cols: number): void {
@@ -159,9 +154,9 @@ export function quantizeInt8Rows(
 ): void {
   const fn = "quantizeInt8Rows";
   checkDims(fn, rows, cols);
-  checkArray(fn, k, "src", src, "f32");
-  checkArray(fn, k, "q", q, "u8");
-  checkArray(fn, k, "scales", scales, "f32");
+  expectArray(k, fn, "src", src, "f32");
+  expectArray(k, fn, "q", q, "u8");
+  expectArray(k, fn, "scales", scales, "f32");
   checkLength(fn, "src", src.length, rows * cols, "rows·cols");
   checkLength(fn, "q", q.length, rows * cols, "rows·cols");
   checkLength(fn, "scales", scales.length, rows, "rows");
@@ -192,9 +187,9 @@ export function dequantizeInt8Rows(
 ): void {
   const fn = "dequantizeInt8Rows";
   checkDims(fn, rows, cols);
-  checkArray(fn, k, "q", q, "u8");
-  checkArray(fn, k, "scales", scales, "f32");
-  checkArray(fn, k, "out", out, "f32");
+  expectArray(k, fn, "q", q, "u8");
+  expectArray(k, fn, "scales", scales, "f32");
+  expectArray(k, fn, "out", out, "f32");
   checkLength(fn, "q", q.length, rows * cols, "rows·cols");
   checkLength(fn, "scales", scales.length, rows, "rows");
   checkLength(fn, "out", out.length, rows * cols, "rows·cols");
@@ -233,8 +228,8 @@ export function topkMaxBytes(n: number, kCount: number): number {
 }
 
 function checkTopk(fn: string, k: Kernels, x: F32, kCount: number, out: U8): void {
-  checkArray(fn, k, "x", x, "f32");
-  checkArray(fn, k, "out", out, "u8");
+  expectArray(k, fn, "x", x, "f32");
+  expectArray(k, fn, "out", out, "u8");
   if (!Number.isInteger(kCount) || kCount < 0 || kCount > x.length) {
     throw new RangeError(`${fn}: kCount must be an integer in 0..${x.length} (n), got ${kCount}`);
   }
@@ -288,7 +283,7 @@ export function topkEncodeWithFeedback(
 ): number {
   const fn = "topkEncodeWithFeedback";
   checkTopk(fn, k, x, kCount, out);
-  checkArray(fn, k, "residual", residual, "f32");
+  expectArray(k, fn, "residual", residual, "f32");
   checkLength(fn, "residual", residual.length, x.length, "x.length");
   if (residual.ptr === x.ptr && x.length > 0) {
     throw new Error(`${fn}: residual and x must be different arrays`);
@@ -317,8 +312,8 @@ export function topkDecode(
   opts: TopkDecodeOptions = {},
 ): void {
   const fn = "topkDecode";
-  checkArray(fn, k, "bytes", bytes, "u8");
-  checkArray(fn, k, "out", out, "f32");
+  expectArray(k, fn, "bytes", bytes, "u8");
+  expectArray(k, fn, "out", out, "f32");
   if (!Number.isInteger(byteLength) || byteLength < 0 || byteLength > bytes.length) {
     throw new RangeError(`${fn}: byteLength ${byteLength} is outside 0..${bytes.length}`);
   }
