@@ -56,11 +56,8 @@ import {
   type Store,
 } from "./store.ts";
 import {
-  assignTier,
   DEFAULT_TIERS,
-  type Tier,
-  type TierBudget,
-  tierBudget,
+  deviceTier,
   type TiersConfig,
   validateTiersConfig,
 } from "./tiers.ts";
@@ -149,25 +146,6 @@ export class ApiError extends Error {
   }
 }
 
-/** The tier a device works at now: the operator's override, else the policy's answer. */
-export function deviceTier(
-  device: DeviceRecord,
-  tiers: TiersConfig,
-): TierBudget & { tier: Tier; source: "operator" | "policy"; reason: string } {
-  if (device.tierOverride !== null) {
-    return {
-      tier: device.tierOverride,
-      ...tierBudget(device.tierOverride, tiers),
-      source: "operator",
-      reason: "set by the operator",
-    };
-  }
-  return {
-    ...assignTier(device.capability, device.measured ?? undefined, tiers),
-    source: "policy",
-  };
-}
-
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 function deviceView(d: DeviceRecord, tiers: TiersConfig) {
@@ -186,9 +164,11 @@ function deviceView(d: DeviceRecord, tiers: TiersConfig) {
       threads: d.capability.threads,
       memory_mb: d.capability.memoryMb,
     },
-    measured: d.measured === null
-      ? null
-      : { rtt_ms: d.measured.rttMs, bandwidth_mbps: d.measured.bandwidthMbps },
+    measured: d.measured === null ? null : {
+      rtt_ms: d.measured.rttMs,
+      bandwidth_mbps: d.measured.bandwidthMbps,
+      slowdown: d.measured.slowdown ?? 1,
+    },
     created_at: iso(d.createdAt),
     last_seen_at: iso(d.lastSeenAt),
   };

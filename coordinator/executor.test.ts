@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../tests/util.ts";
 import { silentLogger } from "./deps.ts";
-import { StepExecutor } from "./executor.ts";
+import { type RetierEvent, StepExecutor } from "./executor.ts";
+import { DEFAULT_TIERS } from "./tiers.ts";
 import { serve } from "./serve.ts";
 import { sharedText, startStack } from "./step_testing.ts";
 import { parsePrometheus, TEST_ADMIN_TOKEN } from "./testing.ts";
@@ -324,6 +325,39 @@ Deno.test("a base model the coordinator cannot load ends the session with model-
     );
     assert(/model-unavailable|4003/.test(err.message), err.message);
     assert(/no\/such\/model\.bin/.test(err.message), err.message);
+  } finally {
+    await stack.close();
+  }
+});
+
+Deno.test("the link is measured with PINGs at session start; a device outside its tier is re-tiered", async () => {
+  const retiers: RetierEvent[] = [];
+  // Tiers no link can meet: any measurement moves the device (B by capability) to C.
+  const strict = {
+    ...DEFAULT_TIERS,
+    A: { ...DEFAULT_TIERS.A, maxRttMs: 0 },
+    B: { ...DEFAULT_TIERS.B, maxRttMs: 0 },
+  };
+  const stack = await startStack({ tiers: strict, onRetier: (e) => retiers.push(e) });
+  try {
+    const d = await stack.device("measured");
+    await stack.job({ rank: 4, batch: 2, seq_len: 16, steps: 4, devices: [d.id] });
+    const before = await stack.call("GET", `/v1/devices/${d.id}`);
+    assertEquals(before.json.measured, null);
+    await runDevice({ coordinatorUrl: stack.url, token: d.token, text: TEXT });
+    await stack.executor.idle();
+    const after = await stack.call("GET", `/v1/devices/${d.id}`);
+    const m = after.json.measured as Record<string, number>;
+    assert(m !== null, "the device record has the link's figures");
+    assert(m.rtt_ms > 0 && m.rtt_ms < 1000, `rtt ${m.rtt_ms} ms`);
+    assert(m.bandwidth_mbps > 0, `bandwidth ${m.bandwidth_mbps} Mbit/s`);
+    assertEquals(m.slowdown, 1);
+    assertEquals(retiers.length, 1, JSON.stringify(retiers));
+    const e = retiers[0];
+    assertEquals([e.deviceId, e.from, e.to, e.rho, e.drift], [d.id, "B", "C", 0.125, null]);
+    assert(/round trip .* ms > 0/.test(e.reason), e.reason);
+    const text = await (await fetch(`${stack.url}/metrics`)).text();
+    assertEquals(metric(text, "dlora_retiers_total", { from: "B", to: "C" }), 1);
   } finally {
     await stack.close();
   }

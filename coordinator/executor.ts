@@ -25,6 +25,17 @@ import {
   WorkerHost,
 } from "./host.ts";
 import type { StepReport } from "./session.ts";
+import {
+  afterDrift,
+  DEFAULT_DRIFT,
+  type Drift,
+  type DriftConfig,
+  DriftTracker,
+  estimateLink,
+  type PingSample,
+} from "./link.ts";
+import { DEFAULT_TIERS, deviceTier, type Tier, type TiersConfig } from "./tiers.ts";
+import { encodeControlFrame, HEADER_BYTES } from "../runtime/protocol/mod.ts";
 
 export interface ExecutorOptions {
   metrics?: CoordinatorMetrics;
@@ -50,6 +61,44 @@ export interface ExecutorOptions {
   tap?: (frame: Uint8Array, direction: Direction, session: SessionInfo) => void;
   /** Called after every step a device completes. */
   onStep?: (report: StepReport & { jobId: string; deviceId: string }) => void;
+  /** The tiers the devices' measurements are judged by (default DEFAULT_TIERS). */
+  tiers?: TiersConfig;
+  /**
+   * Link measurement at session start and after a step-time drift (DLORA.md §4): small PINGs
+   * for the round trip, PINGs with `largeBytes` of padding for the bandwidth. false: none.
+   */
+  linkProbe?: LinkProbeOptions | false;
+  /** When a device's step time counts as drifted (then it is measured again and re-tiered). */
+  drift?: DriftConfig;
+  /** A device's tier changed after a measurement. */
+  onRetier?: (event: RetierEvent) => void;
+}
+
+export interface LinkProbeOptions {
+  smallPings: number;
+  largePings: number;
+  largeBytes: number;
+  /** Longest wait for one PONG. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_LINK_PROBE: LinkProbeOptions = {
+  smallPings: 4,
+  largePings: 2,
+  largeBytes: 256 * 1024,
+  timeoutMs: 5_000,
+};
+
+/** A device measured again and found in another tier. */
+export interface RetierEvent {
+  deviceId: string;
+  session: number;
+  from: Tier;
+  to: Tier;
+  rho: number;
+  reason: string;
+  /** The step-time drift that caused the measurement (null: the first one, at session start). */
+  drift: Drift | null;
 }
 
 /** One open session, as the operator sees it. */
@@ -65,6 +114,14 @@ export interface SessionInfo {
 
 interface Live {
   info: SessionInfo;
+  /** PINGs sent by the link probe and not yet answered: nonce → resolve(seconds). */
+  pings: Map<number, (seconds: number) => void>;
+  drift: DriftTracker;
+  /** The tier the session runs at now. */
+  tier: Tier;
+  probing: boolean;
+  /** Set once the session's HELLO went out: the device knows its session id from then on. */
+  onHello: (() => void) | null;
   socket: WebSocket;
   handle: SessionHandle | null;
   socketClosed: boolean;
@@ -157,6 +214,11 @@ export class StepExecutor implements Executor {
     const done = new Promise<void>((r) => (finish = r));
     const live: Live = {
       info,
+      pings: new Map(),
+      drift: new DriftTracker(this.#opts.drift ?? DEFAULT_DRIFT),
+      tier: open.tier.tier,
+      probing: false,
+      onHello: () => void this.#measureLink(live, open.device.id, null),
       socket,
       handle: null,
       socketClosed: false,
@@ -186,7 +248,11 @@ export class StepExecutor implements Executor {
       void this.#markRunning(open.job);
       live.handle = this.#host.open(this.#spec(id, open), {
         send: (frame) => this.#sendDown(live, frame),
-        step: (report) => this.#stepDone(live, open.job, report),
+        step: (report) => {
+          this.#stepDone(live, open.job, report);
+          const drift = live.drift.observe(report.seconds - report.computeSeconds);
+          if (drift !== null) void this.#measureLink(live, open.device.id, drift);
+        },
         refused: (code, message) => {
           this.metrics.errors.inc({ kind: "frame_refused" });
           this.#log.warn("frame refused", { session: id, code, message });
@@ -212,6 +278,10 @@ export class StepExecutor implements Executor {
       const type = bytes.length > 5 ? messageTypeOf(bytes[5]) ?? "INVALID" : "INVALID";
       this.metrics.bytes.inc({ direction: "up", type }, bytes.length);
       this.#opts.tap?.(bytes, "up", info);
+      if (type === "PONG" && bytes.length >= HEADER_BYTES + 4) {
+        const nonce = new DataView(bytes.buffer, bytes.byteOffset).getUint32(HEADER_BYTES, true);
+        live.pings.get(nonce)?.(performance.now());
+      }
       live.handle?.deliver(bytes);
     };
     socket.onclose = () => {
@@ -297,6 +367,101 @@ export class StepExecutor implements Executor {
     this.metrics.bytes.inc({ direction: "down", type }, frame.length);
     this.#opts.tap?.(frame, "down", live.info);
     live.socket.send(frame);
+    if (type === "HELLO" && live.onHello !== null) {
+      const measure = live.onHello;
+      live.onHello = null;
+      measure();
+    }
+  }
+
+  /**
+   * Measures the link with PINGs (the device answers them whenever it waits for a frame), stores
+   * the figures on the device record, and re-tiers it when they move it to another tier.
+   * Failures are logged, never fatal: the session goes on at its tier.
+   */
+  async #measureLink(live: Live, deviceId: string, drift: Drift | null): Promise<void> {
+    const probe = this.#opts.linkProbe === false
+      ? null
+      : { ...DEFAULT_LINK_PROBE, ...this.#opts.linkProbe };
+    const store = this.#opts.store;
+    if (probe === null || store === undefined || live.probing) return;
+    live.probing = true;
+    try {
+      const samples: PingSample[] = [];
+      const sizes = [
+        ...Array(probe.smallPings).fill(0),
+        ...Array(probe.largePings).fill(probe.largeBytes),
+      ];
+      for (const bytes of sizes) {
+        const seconds = await this.#ping(live, bytes, probe.timeoutMs);
+        if (seconds === null) return;
+        samples.push({ paddingBytes: bytes, seconds });
+      }
+      const link = estimateLink(samples, probe.largeBytes);
+      if (link === null) return;
+      const device = await store.getDevice(deviceId);
+      if (device === null) return;
+      const measured = afterDrift(device.measured, link, drift);
+      await store.updateDevice({ ...device, measured });
+      const tiers = this.#opts.tiers ?? DEFAULT_TIERS;
+      const t = deviceTier({ ...device, measured }, tiers);
+      this.#log.info("link measured", {
+        session: live.info.session,
+        device_id: deviceId,
+        rtt_ms: measured.rttMs,
+        bandwidth_mbps: measured.bandwidthMbps,
+        slowdown: measured.slowdown ?? 1,
+        tier: t.tier,
+      });
+      if (t.tier !== live.tier) {
+        const event: RetierEvent = {
+          deviceId,
+          session: live.info.session,
+          from: live.tier,
+          to: t.tier,
+          rho: t.rho,
+          reason: t.reason,
+          drift,
+        };
+        live.tier = t.tier;
+        this.metrics.retiers.inc({ from: event.from, to: event.to });
+        this.#log.info("device re-tiered", { ...event, drift: drift?.ratio ?? null });
+        this.#opts.onRetier?.(event);
+      }
+    } catch (e) {
+      this.#log.warn("link not measured", { session: live.info.session, error: String(e) });
+    } finally {
+      live.probing = false;
+    }
+  }
+
+  /** One PING with `bytes` of padding: seconds until its PONG, or null (timeout, closed). */
+  #ping(live: Live, bytes: number, timeoutMs: number): Promise<number | null> {
+    if (live.socket.readyState !== WebSocket.OPEN || live.sessionEnded) {
+      return Promise.resolve(null);
+    }
+    let nonce = (Math.random() * 0xffffffff) >>> 0;
+    while (live.pings.has(nonce)) nonce = (nonce + 1) >>> 0;
+    const frame = encodeControlFrame({
+      type: "PING",
+      session: live.info.session,
+      step: live.info.steps,
+      nonce,
+      padding: new Uint8Array(bytes),
+    }, { crc: false });
+    return new Promise((resolve) => {
+      const t0 = performance.now();
+      const timer = setTimeout(() => {
+        live.pings.delete(nonce);
+        resolve(null);
+      }, timeoutMs);
+      live.pings.set(nonce, (t) => {
+        clearTimeout(timer);
+        live.pings.delete(nonce);
+        resolve((t - t0) / 1000);
+      });
+      this.#sendDown(live, frame);
+    });
   }
 
   #stepDone(live: Live, job: JobRecord, report: StepReport): void {

@@ -272,6 +272,8 @@ export interface CoordinatorMetrics {
   errors: Counter;
   /** Labels: method, route (the route pattern, not the raw path), status. */
   httpRequests: Counter;
+  /** Labels: from, to (tiers): devices moved by a link measurement or step-time drift. */
+  retiers: Counter;
 }
 
 export function createCoordinatorMetrics(): CoordinatorMetrics {
@@ -298,6 +300,11 @@ export function createCoordinatorMetrics(): CoordinatorMetrics {
       "dlora_http_requests_total",
       "Control-plane HTTP requests by method, route pattern and status.",
       ["method", "route", "status"],
+    ),
+    retiers: registry.counter(
+      "dlora_retiers_total",
+      "Devices moved to another tier after a link measurement or a step-time drift.",
+      ["from", "to"],
     ),
   };
 }

@@ -12,7 +12,6 @@ export {
   type CoordinatorConfig,
   createApp,
   DEFAULT_CONFIG,
-  deviceTier,
 } from "./app.ts";
 export { type AdminTokenSetup, ensureAdminToken, hashToken, newToken } from "./auth.ts";
 export {
@@ -44,6 +43,7 @@ export {
   assignTier,
   type Capability,
   DEFAULT_TIERS,
+  deviceTier,
   type Measured,
   type Tier,
   type TierAssignment,

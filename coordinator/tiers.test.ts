@@ -69,3 +69,14 @@ Deno.test("tiers: an unusable config is refused with the field named", () => {
     /A\.minGflops must be at least as strict as B\.minGflops/,
   );
 });
+
+Deno.test("tiers: a device whose steps slowed down is judged by its discounted GFLOP/s", () => {
+  const link = { rttMs: 5, bandwidthMbps: 900 };
+  assertEquals(assignTier(laptop, { ...link, slowdown: 1 }).tier, "A");
+  const slow = assignTier(laptop, { ...link, slowdown: 4 }); // 40 / 4 = 10 GFLOP/s
+  assertEquals(slow.tier, "B");
+  assert(/10 GFLOP\/s \(40 reported, steps 4× slower\) < 20/.test(slow.reason), slow.reason);
+  assertEquals(assignTier(laptop, { ...link, slowdown: 10 }).tier, "C");
+  // Faster than at registration: the report is not inflated, the capability still decides.
+  assertEquals(assignTier(phone, { ...link, slowdown: 0.25 }).tier, "B");
+});

@@ -20,6 +20,11 @@ export interface Capability {
 export interface Measured {
   rttMs: number;
   bandwidthMbps: number;
+  /**
+   * How much slower the device's side of a step has become since it was first measured (1 = as
+   * first measured; 2 = steps take twice as long). Its reported GFLOP/s count divided by this.
+   */
+  slowdown?: number;
 }
 
 export interface TierBudget {
@@ -75,6 +80,11 @@ export interface TierAssignment extends TierBudget {
 
 /** The first unmet minimum of `rule`, or null when the device meets them all. */
 function unmet(rule: TierRule, c: Capability, m: Measured | undefined): string | null {
+  const slowdown = m?.slowdown ?? 1;
+  if (slowdown !== 1 && c.gflops / slowdown < rule.minGflops) {
+    const effective = +(c.gflops / slowdown).toFixed(2);
+    return `${effective} GFLOP/s (${c.gflops} reported, steps ${slowdown}× slower) < ${rule.minGflops}`;
+  }
   if (c.gflops < rule.minGflops) return `${c.gflops} GFLOP/s < ${rule.minGflops}`;
   if (c.memoryMb < rule.minMemoryMb) return `${c.memoryMb} MB memory < ${rule.minMemoryMb}`;
   if (m !== undefined) {
@@ -111,6 +121,32 @@ export function assignTier(
     rho: config.C.rho,
     microBatch: config.C.microBatch,
     reason: misses.join("; "),
+  };
+}
+
+/** What the tier of a device depends on (a DeviceRecord has these). */
+export interface TierInputs {
+  capability: Capability;
+  measured: Measured | null;
+  tierOverride: Tier | null;
+}
+
+/** The tier a device works at now: the operator's override, else the policy's answer. */
+export function deviceTier(
+  device: TierInputs,
+  tiers: TiersConfig = DEFAULT_TIERS,
+): TierBudget & { tier: Tier; source: "operator" | "policy"; reason: string } {
+  if (device.tierOverride !== null) {
+    return {
+      tier: device.tierOverride,
+      ...tierBudget(device.tierOverride, tiers),
+      source: "operator",
+      reason: "set by the operator",
+    };
+  }
+  return {
+    ...assignTier(device.capability, device.measured ?? undefined, tiers),
+    source: "policy",
   };
 }
 

@@ -8,7 +8,7 @@ import { train } from "../train/train.ts";
 import { nllOfIds } from "../train/nll.ts";
 import { loraFromAdapter } from "../train/adapter.ts";
 import type { Adapter } from "../adapters/peft.ts";
-import { decodeHeader, MESSAGE_TYPES, type MessageType } from "../protocol/mod.ts";
+import { decodeHeader, HEADER_BYTES, MESSAGE_TYPES, type MessageType } from "../protocol/mod.ts";
 import { runDevice } from "./device.ts";
 
 const stories = loadStories();
@@ -149,6 +149,13 @@ Deno.test("privacy: the coordinator receives no text, token ids or labels; only 
 
     const types = new Set<MessageType>();
     for (const f of received.frames) types.add(decodeHeader(f).type);
+    // PONG answers the coordinator's link probe (DLORA.md §4): it echoes the PING's zero
+    // padding and carries nothing of the device's.
+    const pongs = received.frames.filter((f) => decodeHeader(f).type === "PONG");
+    for (const f of pongs) {
+      assert(f.subarray(HEADER_BYTES + 4).every((b) => b === 0), "a PONG carried data");
+    }
+    types.delete("PONG");
     assertEquals(
       [...types].sort(),
       ["DELTA_Y", "GRAD_HL", "GRAD_X_LORA", "HELLO", "HIDDEN_H0", "STEP_END"],
