@@ -95,3 +95,23 @@ Deno.test("rmsnorm rejects mismatched sizes with the expected count", async () =
   assertThrows(() => rmsnormForward(k, inp, rstd, out11, weight), /do not split into rows of 4/);
   for (const a of arrs) a.free();
 });
+
+Deno.test("rmsnorm forward: rows past the f32 sum-of-squares range stay normalized; non-finite rows stay non-finite", async () => {
+  const k = await testKernels();
+  const C = 64;
+  const x = randn(3 * C, 77, 1);
+  for (let i = 0; i < C; i++) x[i] *= 1e25; // row 0: Σx² ≈ 6e51, beyond f32
+  x[C + 5] = Infinity; // row 1
+  const w = new Float32Array(C).fill(1);
+  const inp = k.from(x), weight = k.from(w), out = k.alloc(3 * C), rstd = k.alloc(3);
+  rmsnormForward(k, out, rstd, inp, weight);
+  const ref = rmsnormForwardRef(x.subarray(0, C), w); // the TS reference sums in f64
+  assertClose(out.data.subarray(0, C), ref.out, { atol: 1e-6, rtol: 1e-5, msg: "huge row" });
+  assertClose([rstd.data[0]], ref.rstd, { rtol: 1e-5, msg: "huge row rstd" });
+  let rms = 0;
+  for (let i = 0; i < C; i++) rms += out.data[i] ** 2;
+  assertClose([rms / C], [1], { rtol: 1e-4, msg: "unit RMS" });
+  assertEquals(out.data.subarray(C, 2 * C).some((v) => !Number.isFinite(v)), true);
+  assertEquals(out.data.subarray(2 * C).every(Number.isFinite), true);
+  for (const a of [inp, weight, out, rstd]) a.free();
+});

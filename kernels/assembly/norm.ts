@@ -2,6 +2,16 @@
 // Rows are N = B·T; rstd (N) is saved by the forward for the backward.
 import { madd, hsum } from "./common";
 
+/** 1 / sqrt(mean(x²) + eps) of one row, accumulated in f64 (the overflow path). */
+function rstdF64(x: usize, C: i32, eps: f32): f64 {
+  let ss: f64 = 0;
+  for (let i = 0; i < C; i++) {
+    const a = <f64>load<f32>(x + (<usize>i << 2));
+    ss += a * a;
+  }
+  return 1 / Math.sqrt(ss / <f64>C + <f64>eps);
+}
+
 /**
  * inp is (N,C) with N = B·T, weight is (C); out is (N,C), rstd is (N).
  * out may alias inp.
@@ -30,7 +40,10 @@ export function rmsnorm_forward(
       const a = load<f32>(x + (<usize>i << 2));
       ss += a * a;
     }
-    const s: f32 = 1 / Mathf.sqrt(ss / <f32>C + eps);
+    let s: f32 = 1 / Mathf.sqrt(ss / <f32>C + eps);
+    // |x| past ~1.8e19 overflows the f32 sum of squares (s would be 0 and the row 0): redo the
+    // row in f64, which holds the sum of any finite f32 squares. Non-finite x stays non-finite.
+    if (!isFinite<f32>(ss)) s = <f32>rstdF64(x, C, eps);
     store<f32>(rstd + (<usize>r << 2), s);
     const vs = f32x4.splat(s);
     i = 0;
