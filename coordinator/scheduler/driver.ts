@@ -13,6 +13,7 @@ import { mulberry32 } from "../../runtime/model/lora.ts";
 import { type KrOptions, type Selection, selectionFromOptions } from "./options.ts";
 import {
   type Budget,
+  budgetCount,
   initialState,
   keepOf,
   nextState,
@@ -91,7 +92,7 @@ export class SelectionDriver {
     this.#rng = mulberry32(selectionSeed(spec.seed, deviceId));
     this.#tier = spec.tier;
     this.#tierRho = spec.tierRho;
-    this.selection.budget(spec.tierRho); // validates ρ now, not at the first decision
+    this.#checkRho(spec.tierRho); // now, not at the first decision
   }
 
   get state(): SchedulerState {
@@ -119,7 +120,7 @@ export class SelectionDriver {
 
   /** The operator re-tiered the device: the new budget applies from the next event on. */
   setTier(name: string | null, rho: number): void {
-    this.selection.budget(rho);
+    this.#checkRho(rho);
     this.#tier = name;
     this.#tierRho = rho;
   }
@@ -212,6 +213,11 @@ export class SelectionDriver {
         missedScores: scores === null,
       },
     };
+  }
+
+  #checkRho(rho: number): void {
+    const b = this.selection.budget(rho);
+    if ("rho" in b) budgetCount(b.rho, 1);
   }
 
   /** The first event after `completed` (a final-only step counts only while probes run). */
