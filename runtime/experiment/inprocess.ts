@@ -15,7 +15,11 @@
  * the caller frees both, `r.lora.free(); r.lora.k.close()`.
  */
 import type { KrOptions } from "../../coordinator/scheduler/options.ts";
-import { CoordinatorSession, type SessionSpec } from "../../coordinator/session.ts";
+import {
+  CoordinatorSession,
+  type SessionSpec,
+  type StepReport,
+} from "../../coordinator/session.ts";
 import { Kernels } from "../../kernels/mod.ts";
 import { sampleBatch } from "../data/windows.ts";
 import type { DeviceFlops } from "../device/flops.ts";
@@ -128,28 +132,10 @@ export async function runInProcess(o: InProcessRun): Promise<InProcessResult> {
         }
         : {}),
     };
-    // Coordinator → device frames; the session's end closes the device's side.
-    const down = new Mailbox<Uint8Array>();
-    let closed!: (v: { code: number; reason: string }) => void;
-    const whenClosed = new Promise<{ code: number; reason: string }>((r) => (closed = r));
-    session = new CoordinatorSession(Promise.resolve({ k, blocks }), spec, {
-      send: (frame) => down.push(frame),
-      end: (code, reason) => {
-        down.close(new ConnectionClosed(code, reason), { drain: true });
-        closed({ code, reason });
-      },
-    });
-    const s = session;
-    const transport: FrameTransport = {
-      send(frame) {
-        if (s.ended) throw down.closed ?? new ConnectionClosed(1006, "the session has ended");
-        s.deliver(frame);
-      },
-      next: (timeoutMs, what) => down.next(timeoutMs, what),
-      close: (code = 1000, reason = "") => s.close(code, reason),
-      closed: whenClosed,
-    };
-    device = new DeviceSession({ k, ends, lora, transport, codecs });
+    const pair = connectInProcess({ k, blocks, ends, lora, spec, codecs });
+    session = pair.session;
+    device = pair.device;
+    const transport = pair.transport;
     await device.hello();
     const rand = mulberry32(job.seed);
     const losses: number[] = [], stepSeconds: number[] = [];
@@ -208,6 +194,63 @@ export async function runInProcess(o: InProcessRun): Promise<InProcessResult> {
       k.close();
     }
   }
+}
+
+export interface InProcessPair {
+  session: CoordinatorSession;
+  device: DeviceSession;
+  /** The device's end of the in-memory connection. */
+  transport: FrameTransport;
+}
+
+/**
+ * A CoordinatorSession on `blocks` and a DeviceSession on `ends` + `lora`, joined in memory:
+ * each frame one side encodes is delivered, as bytes, to the other. The session frees `blocks`
+ * when it ends; the rest stays the caller's.
+ */
+export function connectInProcess(o: {
+  k: Kernels;
+  blocks: LlamaBlocks;
+  ends: LlamaEnds;
+  lora: LocalLora;
+  spec: SessionSpec;
+  codecs: StreamCodecs;
+  /** Sees the coordinator's step reports (decisions included). */
+  onReport?: (r: StepReport) => void;
+  /** Tests: sees each device frame before it is sent (DeviceSessionOptions.beforeSend). */
+  beforeSend?: (frame: Uint8Array, send: (frame: Uint8Array) => void) => void;
+}): InProcessPair {
+  // Coordinator → device frames; the session's end closes the device's side.
+  const down = new Mailbox<Uint8Array>();
+  let closed!: (v: { code: number; reason: string }) => void;
+  const whenClosed = new Promise<{ code: number; reason: string }>((r) => (closed = r));
+  const session = new CoordinatorSession(Promise.resolve({ k: o.k, blocks: o.blocks }), o.spec, {
+    send: (frame) => down.push(frame),
+    step: (r) => o.onReport?.(r),
+    end: (code, reason) => {
+      down.close(new ConnectionClosed(code, reason), { drain: true });
+      closed({ code, reason });
+    },
+  });
+  const s = session;
+  const transport: FrameTransport = {
+    send(frame) {
+      if (s.ended) throw down.closed ?? new ConnectionClosed(1006, "the session has ended");
+      s.deliver(frame);
+    },
+    next: (timeoutMs, what) => down.next(timeoutMs, what),
+    close: (code = 1000, reason = "") => s.close(code, reason),
+    closed: whenClosed,
+  };
+  const device = new DeviceSession({
+    k: o.k,
+    ends: o.ends,
+    lora: o.lora,
+    transport,
+    codecs: o.codecs,
+    beforeSend: o.beforeSend,
+  });
+  return { session, device, transport };
 }
 
 /** The module keys a job has (for callers sizing budgets): every target in every layer. */
