@@ -49,6 +49,7 @@ import {
 } from "./schemas.ts";
 import {
   type DeviceRecord,
+  type DeviceSelectionRecord,
   type EnrollmentRecord,
   enrollmentUsable,
   FINAL_JOB_STATUSES,
@@ -195,7 +196,11 @@ function deviceView(d: DeviceRecord, tiers: TiersConfig) {
 }
 
 /** A job as JSON; devices see their own jobs without the other devices' ids. */
-function jobView(j: JobRecord, forDevice = false) {
+function jobView(
+  j: JobRecord,
+  forDevice = false,
+  selections?: Record<string, DeviceSelectionRecord>,
+) {
   const { devices, ...spec } = j.spec;
   return {
     id: j.id,
@@ -204,14 +209,15 @@ function jobView(j: JobRecord, forDevice = false) {
     created_at: iso(j.createdAt),
     updated_at: iso(j.updatedAt),
     ...spec,
-    ...(forDevice ? {} : { devices, selection: selectionView(j) }),
+    ...(forDevice ? {} : { devices }),
+    ...(selections !== undefined ? { selection: selectionView(selections) } : {}),
   };
 }
 
 /** Per device: the modules it trains now and every kill/revive event (module selection). */
-function selectionView(j: JobRecord) {
+function selectionView(selections: Record<string, DeviceSelectionRecord>) {
   const out: Record<string, unknown> = {};
-  for (const [device, s] of Object.entries(j.selection ?? {})) {
+  for (const [device, s] of Object.entries(selections)) {
     out[device] = {
       step: s.step,
       tier: s.tier,
@@ -618,7 +624,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const device = await requireAdminOrDevice(c);
     const job = await findJob(c.req.param("id"));
     if (device !== null) requireEnrolled(device, job);
-    return c.json(jobView(job, device !== null));
+    // The operator sees every device's module selection; a device only its own.
+    const all = await store.listSelections(job.id);
+    const selections = device === null
+      ? all
+      : Object.fromEntries(Object.entries(all).filter(([id]) => id === device.id));
+    return c.json(jobView(job, device !== null, selections));
   });
 
   app.post("/v1/jobs/:id/cancel", async (c) => {

@@ -12,7 +12,7 @@
 import type { Executor, Logger, SessionOpen } from "./deps.ts";
 import { silentLogger } from "./deps.ts";
 import { type CoordinatorMetrics, createCoordinatorMetrics } from "./metrics.ts";
-import type { DeviceSelectionRecord, JobRecord, Store } from "./store.ts";
+import type { JobRecord, Store } from "./store.ts";
 import type { Tier, TierBudget } from "./tiers.ts";
 import type { ResolveOptions } from "../runtime/resolve.ts";
 import { type Direction, type Limits, WireStats } from "../runtime/protocol/mod.ts";
@@ -28,8 +28,8 @@ import {
 import type { StepReport } from "./session.ts";
 import type { SelectionOutcome } from "./scheduler/driver.ts";
 
-/** Kill/revive events kept per device on a job record (the oldest are dropped past this). */
-const MAX_STORED_EVENTS = 2000;
+/** Kill/revive events kept per device and job (the oldest are dropped past this). */
+const MAX_STORED_EVENTS = 500;
 
 export interface ExecutorOptions {
   metrics?: CoordinatorMetrics;
@@ -361,35 +361,28 @@ export class StepExecutor implements Executor {
     return next;
   }
 
-  /** Stores a device's latest decision and its events on the job (GET /v1/jobs/:id shows it). */
+  /** Stores a device's latest decision and its events (GET /v1/jobs/:id shows them). */
   #recordSelection(jobId: string, deviceId: string, sel: SelectionOutcome): Promise<void> {
     const store = this.#opts.store;
     if (store === undefined) return Promise.resolve();
     return this.#jobWrite(jobId, async () => {
       try {
-        for (let attempt = 0; attempt < 3; attempt++) {
-          const now = await store.getJob(jobId);
-          if (now === null) return;
-          const before = now.selection?.[deviceId];
-          let events = [...(before?.events ?? []), ...sel.events];
-          let dropped = before?.eventsDropped ?? 0;
-          if (events.length > MAX_STORED_EVENTS) {
-            dropped += events.length - MAX_STORED_EVENTS;
-            events = events.slice(-MAX_STORED_EVENTS);
-          }
-          const record: DeviceSelectionRecord = {
-            step: sel.step,
-            tier: sel.tier,
-            budget: sel.budget,
-            active: sel.active,
-            probing: sel.probing,
-            events,
-            eventsDropped: dropped,
-          };
-          const next = { ...now, selection: { ...now.selection, [deviceId]: record } };
-          if (await store.updateJob(next, now.status)) return;
+        const before = await store.getSelection(jobId, deviceId);
+        let events = [...(before?.events ?? []), ...sel.events];
+        let dropped = before?.eventsDropped ?? 0;
+        if (events.length > MAX_STORED_EVENTS) {
+          dropped += events.length - MAX_STORED_EVENTS;
+          events = events.slice(-MAX_STORED_EVENTS);
         }
-        this.#log.warn("module selection not stored", { job_id: jobId, device_id: deviceId });
+        await store.putSelection(jobId, deviceId, {
+          step: sel.step,
+          tier: sel.tier,
+          budget: sel.budget,
+          active: sel.active,
+          probing: sel.probing,
+          events,
+          eventsDropped: dropped,
+        });
       } catch (e) {
         this.#log.warn("module selection not stored", { job_id: jobId, error: String(e) });
       }

@@ -83,6 +83,8 @@ Deno.test("device kr: accounting sums, events, export of the active modules, job
     assertEquals(sel.events, r.selectionEvents);
     assertEquals(sel.active, r.activeModules);
     assertEquals(sel.active_modules, r.activeModules.length);
+    const own = (await stack.call("GET", `/v1/jobs/${jobId}`, undefined, d.token)).json;
+    assertEquals(Object.keys(own.selection as object), [d.id], "a device sees its own selection");
     // The re-tier (after step 3 of 14) reached the session: the last decision ran at tier A.
     assertEquals([sel.tier, sel.budget], ["A", { rho: 0.5 }]);
     assertEquals(r.activeModules.length, budgetCount(0.5, N));
