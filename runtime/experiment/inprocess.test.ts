@@ -136,3 +136,18 @@ Deno.test("inprocess: kr at ρ = 0.25 trains only ⌈ρN⌉ modules (+ probes) a
     }
   }
 });
+
+Deno.test("inprocess: the effective-weight and sensitivity scores drive decisions too", async () => {
+  for (const score of ["effective", "sensitivity"]) {
+    const r = await runInProcess(run({ ...KR, score }, 4));
+    try {
+      const kills = r.events.filter((e) => e.step === 2 && e.kind === "kill");
+      assertEquals(kills.length, N - budgetCount(0.25, N), score);
+      assert(kills.every((e) => Number.isFinite(e.score) && e.score! >= 0), score);
+      assert(r.moduleSteps < r.moduleStepsAll, score);
+    } finally {
+      r.lora.free();
+      r.lora.k.close();
+    }
+  }
+});
