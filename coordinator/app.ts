@@ -49,6 +49,7 @@ import {
 } from "./schemas.ts";
 import {
   type DeviceRecord,
+  type DeviceSelectionRecord,
   type EnrollmentRecord,
   enrollmentUsable,
   FINAL_JOB_STATUSES,
@@ -175,7 +176,11 @@ function deviceView(d: DeviceRecord, tiers: TiersConfig) {
 }
 
 /** A job as JSON; devices see their own jobs without the other devices' ids. */
-function jobView(j: JobRecord, forDevice = false) {
+function jobView(
+  j: JobRecord,
+  forDevice = false,
+  selections?: Record<string, DeviceSelectionRecord>,
+) {
   const { devices, ...spec } = j.spec;
   return {
     id: j.id,
@@ -185,7 +190,26 @@ function jobView(j: JobRecord, forDevice = false) {
     updated_at: iso(j.updatedAt),
     ...spec,
     ...(forDevice ? {} : { devices }),
+    ...(selections !== undefined ? { selection: selectionView(selections) } : {}),
   };
+}
+
+/** Per device: the modules it trains now and every kill/revive event (module selection). */
+function selectionView(selections: Record<string, DeviceSelectionRecord>) {
+  const out: Record<string, unknown> = {};
+  for (const [device, s] of Object.entries(selections)) {
+    out[device] = {
+      step: s.step,
+      tier: s.tier,
+      budget: s.budget,
+      active_modules: s.active.length,
+      active: s.active,
+      probing: s.probing,
+      events: s.events,
+      events_dropped: s.eventsDropped,
+    };
+  }
+  return out;
 }
 
 const byCreation = <T extends { createdAt: number; id: string }>(a: T, b: T) =>
@@ -537,6 +561,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     };
     await store.updateDevice(next);
     log.info("device changed by the operator", { device_id: id, ...patch });
+    if (patch.tier !== undefined) {
+      const t = deviceTier(next, config.tiers);
+      executor?.deviceRetiered?.(id, { tier: t.tier, rho: t.rho, microBatch: t.microBatch });
+    }
     return c.json(deviceView(next, config.tiers));
   });
 
@@ -576,7 +604,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const device = await requireAdminOrDevice(c);
     const job = await findJob(c.req.param("id"));
     if (device !== null) requireEnrolled(device, job);
-    return c.json(jobView(job, device !== null));
+    // The operator sees every device's module selection; a device only its own.
+    const all = await store.listSelections(job.id);
+    const selections = device === null
+      ? all
+      : Object.fromEntries(Object.entries(all).filter(([id]) => id === device.id));
+    return c.json(jobView(job, device !== null, selections));
   });
 
   app.post("/v1/jobs/:id/cancel", async (c) => {

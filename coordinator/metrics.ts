@@ -274,6 +274,10 @@ export interface CoordinatorMetrics {
   httpRequests: Counter;
   /** Labels: from, to (tiers): devices moved by a link measurement or step-time drift. */
   retiers: Counter;
+  /** Module selection moves. Label: kind (kill, revive, probe, promote, drop). */
+  krEvents: Counter;
+  /** Modules a device trains now (active and probing), set at each decision. Label: device. */
+  krActiveModules: Gauge;
 }
 
 export function createCoordinatorMetrics(): CoordinatorMetrics {
@@ -305,6 +309,16 @@ export function createCoordinatorMetrics(): CoordinatorMetrics {
       "dlora_retiers_total",
       "Devices moved to another tier after a link measurement or a step-time drift.",
       ["from", "to"],
+    ),
+    krEvents: registry.counter(
+      "dlora_kr_events_total",
+      "Kill-and-Revive moves by kind (kill, revive, probe, promote, drop).",
+      ["kind"],
+    ),
+    krActiveModules: registry.gauge(
+      "dlora_kr_active_modules",
+      "LoRA modules a device trains now (active and probing), as of its last decision.",
+      ["device"],
     ),
   };
 }

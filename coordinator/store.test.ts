@@ -73,6 +73,30 @@ async function storeContract(store: Store): Promise<void> {
   assert(!(await store.updateJob(job("job_2"), "pending")), "no such job");
   assertEquals((await store.listJobs()).length, 1);
   assertEquals((await store.listEnrollments()).length, 2);
+
+  // Module selection: one record per (job, device), replaced whole, copies out.
+  const sel = {
+    step: 4,
+    tier: "B",
+    budget: { rho: 0.25 },
+    active: ["0.q", "1.v"],
+    probing: ["1.v"],
+    events: [{ step: 4, kind: "kill", module: "0.k", score: 0.5 }],
+    eventsDropped: 0,
+  };
+  assertEquals(await store.getSelection("job_1", "dev_a"), null);
+  assertEquals(await store.listSelections("job_1"), {});
+  await store.putSelection("job_1", "dev_a", sel);
+  await store.putSelection("job_1", "dev_b", { ...sel, step: 2 });
+  await store.putSelection("job_2", "dev_a", { ...sel, step: 9 });
+  const mine = (await store.getSelection("job_1", "dev_a"))!;
+  assertEquals(mine, sel);
+  mine.active.push("2.o");
+  assertEquals((await store.getSelection("job_1", "dev_a"))!.active, ["0.q", "1.v"]);
+  await store.putSelection("job_1", "dev_a", { ...sel, step: 6, events: [] });
+  const listed = await store.listSelections("job_1");
+  assertEquals(Object.keys(listed).sort(), ["dev_a", "dev_b"]);
+  assertEquals([listed.dev_a.step, listed.dev_a.events, listed.dev_b.step], [6, [], 2]);
 }
 
 Deno.test("store: the in-memory store keeps the contract", async () => {

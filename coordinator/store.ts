@@ -41,6 +41,24 @@ export interface JobRecord {
   statusReason: string | null;
 }
 
+/**
+ * Module selection of one device in a job: its last decision and the events so far (the oldest
+ * dropped past a cap, so a record stays far below Deno KV's 64 KiB value limit). Kept apart from
+ * the job record, which stays small however many devices it has.
+ */
+export interface DeviceSelectionRecord {
+  /** Steps completed at the last decision. */
+  step: number;
+  tier: string | null;
+  budget: { rho: number } | { tau: number } | null;
+  /** Modules trained now (active and probing). */
+  active: string[];
+  probing: string[];
+  events: { step: number; kind: string; module: string; score?: number }[];
+  /** Events left out to keep the record small. */
+  eventsDropped: number;
+}
+
 export interface EnrollmentRecord {
   tokenHash: string;
   usesLeft: number;
@@ -75,6 +93,12 @@ export interface Store {
   getJob(id: string): Promise<JobRecord | null>;
   listJobs(): Promise<JobRecord[]>;
 
+  /** Replaces one device's module-selection record of a job. */
+  putSelection(jobId: string, deviceId: string, record: DeviceSelectionRecord): Promise<void>;
+  getSelection(jobId: string, deviceId: string): Promise<DeviceSelectionRecord | null>;
+  /** Every device's module-selection record of a job, by device id. */
+  listSelections(jobId: string): Promise<Record<string, DeviceSelectionRecord>>;
+
   putEnrollment(enrollment: EnrollmentRecord): Promise<void>;
   getEnrollment(tokenHash: string): Promise<EnrollmentRecord | null>;
   listEnrollments(): Promise<EnrollmentRecord[]>;
@@ -96,6 +120,7 @@ export class MemoryStore implements Store {
   private readonly devices = new Map<string, DeviceRecord>();
   private readonly deviceByToken = new Map<string, string>();
   private readonly jobs = new Map<string, JobRecord>();
+  private readonly selections = new Map<string, Map<string, DeviceSelectionRecord>>();
   private readonly enrollments = new Map<string, EnrollmentRecord>();
 
   getAdminTokenHash(): Promise<string | null> {
@@ -179,6 +204,24 @@ export class MemoryStore implements Store {
 
   listJobs(): Promise<JobRecord[]> {
     return Promise.resolve([...this.jobs.values()].map((j) => structuredClone(j)));
+  }
+
+  putSelection(jobId: string, deviceId: string, record: DeviceSelectionRecord): Promise<void> {
+    let byDevice = this.selections.get(jobId);
+    if (byDevice === undefined) this.selections.set(jobId, byDevice = new Map());
+    byDevice.set(deviceId, structuredClone(record));
+    return Promise.resolve();
+  }
+
+  getSelection(jobId: string, deviceId: string): Promise<DeviceSelectionRecord | null> {
+    const r = this.selections.get(jobId)?.get(deviceId);
+    return Promise.resolve(r === undefined ? null : structuredClone(r));
+  }
+
+  listSelections(jobId: string): Promise<Record<string, DeviceSelectionRecord>> {
+    const out: Record<string, DeviceSelectionRecord> = {};
+    for (const [d, r] of this.selections.get(jobId) ?? []) out[d] = structuredClone(r);
+    return Promise.resolve(out);
   }
 
   putEnrollment(enrollment: EnrollmentRecord): Promise<void> {

@@ -8,6 +8,7 @@
  */
 import {
   type DeviceRecord,
+  type DeviceSelectionRecord,
   type EnrollmentRecord,
   enrollmentUsable,
   type JobRecord,
@@ -21,6 +22,7 @@ const DEVICES = "devices";
 const DEVICE_TOKENS = "device_tokens";
 const JOBS = "jobs";
 const ENROLLMENTS = "enrollments";
+const SELECTIONS = "selections";
 
 /** Optimistic-concurrency retries before a contended write is reported as an error. */
 const MAX_RETRIES = 16;
@@ -137,6 +139,25 @@ export class KvStore implements Store {
 
   async listJobs(): Promise<JobRecord[]> {
     return await this.listValues<JobRecord>(JOBS);
+  }
+
+  async putSelection(
+    jobId: string,
+    deviceId: string,
+    record: DeviceSelectionRecord,
+  ): Promise<void> {
+    await this.kv.set([SELECTIONS, jobId, deviceId], record);
+  }
+
+  async getSelection(jobId: string, deviceId: string): Promise<DeviceSelectionRecord | null> {
+    return (await this.kv.get<DeviceSelectionRecord>([SELECTIONS, jobId, deviceId])).value;
+  }
+
+  async listSelections(jobId: string): Promise<Record<string, DeviceSelectionRecord>> {
+    const out: Record<string, DeviceSelectionRecord> = {};
+    const entries = this.kv.list<DeviceSelectionRecord>({ prefix: [SELECTIONS, jobId] });
+    for await (const e of entries) out[e.key[2] as string] = e.value;
+    return out;
   }
 
   async putEnrollment(enrollment: EnrollmentRecord): Promise<void> {
