@@ -9,7 +9,7 @@ Deno.test("dlora demo: three devices in tiers A/B/C train over loopback; JSON, a
       "--devices",
       "3",
       "--steps",
-      "3",
+      "4",
       "--batch",
       "4",
       "--seq-len",
@@ -41,7 +41,7 @@ Deno.test("dlora demo: three devices in tiers A/B/C train over loopback; JSON, a
     assertEquals(new Set(json.devices.map((d) => d.id)).size, 3, "distinct device ids");
     for (const d of json.devices) {
       const losses = d.losses as number[];
-      assertEquals(losses.length, 3, `${d.id} losses`);
+      assertEquals(losses.length, 4, `${d.id} losses`);
       assert(losses.every(Number.isFinite), `${d.id} losses finite: ${losses}`);
       for (const key of ["nll_before", "nll_after"]) {
         const v = d[key] as number;
@@ -58,6 +58,14 @@ Deno.test("dlora demo: three devices in tiers A/B/C train over loopback; JSON, a
       }
       const report = JSON.parse(await Deno.readTextFile(d.report as string));
       assertEquals(report.id, d.id);
+      // Kill and Revive is on by default: after the warm-up step each device trains ⌈ρ·N⌉
+      // modules (probes aside), so the estimated savings are positive.
+      const kr = d.kr as Record<string, number | string>;
+      assertEquals([kr.policy, kr.budget, kr.modules], ["kr", d.rho, 35]);
+      assert((kr.module_steps_frac as number) < 1, `${d.id} module-steps ${kr.module_steps_frac}`);
+      assert((kr.kills as number) > 0, `${d.id} kills ${kr.kills}`);
+      const saved = d.savings_estimated as Record<string, number>;
+      assert(saved.flops > 0 && saved.flops < 1, `${d.id} FLOPs saved ${saved.flops}`);
     }
     const summary = JSON.parse(await Deno.readTextFile(`${dir}/demo.json`));
     assertEquals(summary.devices.length, 3);
@@ -67,11 +75,26 @@ Deno.test("dlora demo: three devices in tiers A/B/C train over loopback; JSON, a
   }
 });
 
-Deno.test("dlora demo: --kr on says Kill-and-Revive is not available yet and exits non-zero", async () => {
-  const r = await runCli(["demo", "--kr", "on", "--json"]);
-  assertEquals(r.code, 3, r.stderr);
-  assert(/Kill-and-Revive is not available yet/.test(r.stderr), r.stderr);
-  assertEquals(r.stdout.trim(), "", "nothing on stdout");
+Deno.test("dlora demo: --kr off trains every module; nothing is saved", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dlora-demo-off-" });
+  try {
+    const r = await runCli([
+      "demo",
+      ...["--devices", "1", "--steps", "3", "--batch", "2", "--seq-len", "16"],
+      ...["--eval-tokens", "64", "--kr", "off", "--out", dir, "--json"],
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    const json = r.json as { kr: boolean; devices: Record<string, unknown>[] };
+    assertEquals(json.kr, false);
+    const d = json.devices[0];
+    const kr = d.kr as Record<string, number | string>;
+    assertEquals([kr.policy, kr.budget, kr.module_steps_frac], ["all", 1, 1]);
+    assertEquals(kr.active_end, kr.modules);
+    const saved = d.savings_estimated as Record<string, number>;
+    assertEquals([saved.flops, saved.bytes < 0.05], [0, true]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("dlora demo: flags out of range are usage errors", async () => {

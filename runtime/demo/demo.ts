@@ -23,6 +23,7 @@ import { LlamaModel } from "../model/llama.ts";
 import { loraFromAdapter } from "../train/adapter.ts";
 import { nllOfIds } from "../train/nll.ts";
 import { DEMO_SOURCES, readSource, splitFold } from "./data.ts";
+import { estimateSavings, type SavingsEstimate, stepCosts } from "./savings.ts";
 
 export type DemoCodec = "f32" | "f16" | "bf16" | "int8";
 export const DEMO_CODECS: readonly DemoCodec[] = ["f32", "f16", "bf16", "int8"];
@@ -34,6 +35,8 @@ export interface DemoOptions {
   steps?: number;
   codec?: DemoCodec;
   seed?: number;
+  /** Kill and Revive (default on): each device trains its tier's budget ρ of the modules. */
+  kr?: boolean;
   /** Output folder: one sub-folder per device (adapter + report.json) and demo.json. */
   out: string;
   /** Job shape (defaults sized for a run under 3 minutes on 2 cores). */
@@ -89,6 +92,17 @@ export interface DemoDevice extends DemoDeviceSetup {
   seconds: number;
   adapter: string;
   report: string;
+  /** Module selection: policy, modules, what was active at the end, moves. */
+  selection: {
+    policy: "kr" | "all";
+    modules: number;
+    activeEnd: string[];
+    moduleStepsFrac: number;
+    kills: number;
+    revives: number;
+  };
+  /** Against the same run with every module active, estimated from the warm-up steps. */
+  savings: SavingsEstimate;
 }
 
 export interface DemoResult {
@@ -96,6 +110,8 @@ export interface DemoResult {
   wallSeconds: number;
   trainSeconds: number;
   codec: DemoCodec;
+  /** Kill and Revive on. */
+  kr: boolean;
   coordinator: string;
   out: string;
   steps: number;
@@ -139,7 +155,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   }
   const steps = opts.steps ?? d.steps, batch = opts.batch ?? d.batch;
   const seqLen = opts.seqLen ?? d.seqLen, rank = opts.rank ?? d.rank;
-  const codec = opts.codec ?? "f32", seed = opts.seed ?? 0;
+  const codec = opts.codec ?? "f32", seed = opts.seed ?? 0, kr = opts.kr ?? true;
   const evalTokens = opts.evalTokens ?? d.evalTokens;
   const evalSeqLen = opts.evalSeqLen ?? d.evalSeqLen;
   const modelName = opts.model ?? "stories260K";
@@ -270,11 +286,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         seq_len: seqLen,
         seed: seed + i,
         codec: { activations: codec, gradients: codec },
+        // Kill and Revive at the device's tier budget ρ; the other options are the defaults.
+        ...(kr ? { kr: { policy: "kr" } } : {}),
         devices: [s.id],
       });
       jobs.push(j.id as string);
     }
     const trainStart = performance.now();
+    const counters = setups.map(() => [] as { flops: number; bytes: number; modules: number }[]);
     const results = await Promise.all(setups.map((s, i) =>
       runDevice({
         coordinatorUrl: coordinator.url,
@@ -284,7 +303,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         out: joinPath(opts.out, s.name),
         microBatch: s.microBatch,
         threads: 1,
-        onStep: (info) => opts.onStep?.(i, info),
+        onStep: (info) => {
+          counters[i].push({
+            flops: info.flops,
+            bytes: info.bytesUp + info.bytesDown,
+            modules: info.modules,
+          });
+          opts.onStep?.(i, info);
+        },
       })
     ));
     const trainSeconds = (performance.now() - trainStart) / 1000;
@@ -315,6 +341,19 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         seconds: r.seconds,
         adapter: dir,
         report: joinPath(dir, "report.json"),
+        selection: {
+          policy: kr ? "kr" : "all",
+          modules: r.moduleStepsAll / Math.max(1, r.losses.length),
+          activeEnd: r.activeModules,
+          moduleStepsFrac: r.moduleStepsAll > 0 ? r.moduleSteps / r.moduleStepsAll : 1,
+          kills: r.selectionEvents.filter((e) => e.kind === "kill").length,
+          revives: r.selectionEvents.filter((e) => e.kind === "revive" || e.kind === "probe")
+            .length,
+        },
+        savings: estimateSavings(
+          stepCosts(counters[i]),
+          r.moduleStepsAll / Math.max(1, r.losses.length),
+        ),
       };
       await Deno.writeTextFile(
         dev.report,
@@ -327,6 +366,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
             compute_seconds: r.computeSeconds,
             wait_seconds: r.waitSeconds,
             active_modules: r.activeModules,
+            kr_events: r.selectionEvents,
             refused_frames: r.errors.length,
           },
           null,
@@ -340,6 +380,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       wallSeconds: (performance.now() - started) / 1000,
       trainSeconds,
       codec,
+      kr,
       coordinator: coordinator.url,
       out: opts.out,
       steps,
@@ -384,6 +425,22 @@ export function demoDeviceJson(d: DemoDevice): Record<string, unknown> {
     seconds: round(d.seconds, 2),
     adapter: d.adapter,
     report: d.report,
+    kr: {
+      policy: d.selection.policy,
+      budget: d.selection.policy === "kr" ? d.rho : 1,
+      modules: d.selection.modules,
+      active_end: d.selection.activeEnd.length,
+      active_modules: d.selection.activeEnd,
+      module_steps_frac: round(d.selection.moduleStepsFrac),
+      kills: d.selection.kills,
+      revives: d.selection.revives,
+    },
+    // Estimated, not measured: all-modules cost from the steps that trained every module.
+    savings_estimated: {
+      flops: d.savings.flops === null ? null : round(d.savings.flops),
+      bytes: d.savings.bytes === null ? null : round(d.savings.bytes),
+      basis: `median of the ${d.savings.basisSteps} steps that trained every module × steps`,
+    },
   };
 }
 
@@ -394,6 +451,7 @@ export function demoResultJson(r: DemoResult): Record<string, unknown> {
     wall_s: round(r.wallSeconds, 2),
     train_s: round(r.trainSeconds, 2),
     codec: r.codec,
+    kr: r.kr,
     steps: r.steps,
     batch: r.batch,
     seq_len: r.seqLen,

@@ -85,8 +85,13 @@ export interface DeviceStepInfo {
   loss: number;
   lr: number;
   seconds: number;
+  /** So far, over all steps. */
   bytesUp: number;
   bytesDown: number;
+  /** Device FLOPs so far, over all steps and kinds. */
+  flops: number;
+  /** Modules trained in this step. */
+  modules: number;
 }
 
 export interface DeviceResult {
@@ -275,6 +280,8 @@ export async function runDevice(opts: DeviceOptions): Promise<DeviceResult> {
           seconds: r.seconds,
           bytesUp: session.stats.bytesUp,
           bytesDown: session.stats.bytesDown,
+          flops: totalFlops(session.flops),
+          modules: r.activeModules.length,
         });
       }
       // A report at the last step is answered with the final decision: wait for it.

@@ -12,7 +12,7 @@ import {
   runDemo,
 } from "../../demo/demo.ts";
 import type { DemoDeviceSetup } from "../../demo/demo.ts";
-import { type Flags, NotBuiltError, optionalInt, UsageError } from "../args.ts";
+import { type Flags, optionalInt, UsageError } from "../args.ts";
 
 export const demoFlags = {
   devices: "number",
@@ -66,15 +66,9 @@ class DeviceLines {
 
 export async function demoCommand(flags: Flags): Promise<Record<string, unknown>> {
   const cmd = "demo";
-  const kr = flags.kr ?? "off";
+  const kr = flags.kr ?? "on";
   if (kr !== "on" && kr !== "off") {
     throw new UsageError(`${cmd}: --kr must be on or off, got "${kr}"`);
-  }
-  if (kr === "on") {
-    throw new NotBuiltError(
-      `${cmd}: --kr on: Kill-and-Revive is not available yet (it arrives with the next issue); ` +
-        `run with --kr off (the default) to train every module`,
-    );
   }
   const devices = optionalInt(flags, "devices", DEMO_DEFAULTS.devices, cmd);
   if (devices > 8) throw new UsageError(`${cmd}: --devices must be in 1..8, got ${devices}`);
@@ -96,6 +90,7 @@ export async function demoCommand(flags: Flags): Promise<Record<string, unknown>
     devices,
     steps: optionalInt(flags, "steps", DEMO_DEFAULTS.steps, cmd),
     codec,
+    kr: kr === "on",
     seed: optionalInt(flags, "seed", 0, cmd, 0),
     out,
     batch,
@@ -123,7 +118,7 @@ export async function demoCommand(flags: Flags): Promise<Record<string, unknown>
         i,
         `${d.name.padEnd(24)} ${d.tier} step ${String(s.step).padStart(3)}/${s.steps} ` +
           `loss ${s.loss.toFixed(3)} ${(tokens / Math.max(elapsed, 1e-9)).toFixed(0)} tok/s ` +
-          `up ${mb(s.bytesUp)} down ${mb(s.bytesDown)}`,
+          `modules ${String(s.modules).padStart(2)} up ${mb(s.bytesUp)} down ${mb(s.bytesDown)}`,
         s.step === s.steps,
       );
     },
@@ -147,6 +142,9 @@ export function printDemoTable(json: Record<string, unknown>): void {
       "up",
       "down",
       "device FLOPs",
+      "active at end",
+      "FLOPs saved*",
+      "bytes saved*",
       "adapter",
     ],
     ...r.devices.map((d) => [
@@ -159,19 +157,34 @@ export function printDemoTable(json: Record<string, unknown>): void {
       mb(d.bytes_up as number),
       mb(d.bytes_down as number),
       `${((d.flops as number) / 1e9).toFixed(2)} G`,
+      `${kr(d).active_end}/${kr(d).modules}`,
+      pct(saved(d).flops),
+      pct(saved(d).bytes),
       String(d.adapter),
     ]),
   ];
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
   const fmt = (row: string[]) =>
-    row.map((cell, c) => (c >= 2 && c <= 8 ? cell.padStart(widths[c]) : cell.padEnd(widths[c])))
+    row.map((cell, c) => (c >= 2 && c <= 11 ? cell.padStart(widths[c]) : cell.padEnd(widths[c])))
       .join("  ").trimEnd();
   console.log(fmt(rows[0]));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const row of rows.slice(1)) console.log(fmt(row));
   console.log(
     `\n${r.devices.length} devices, ${r.steps} steps of ${r.batch}×${r.seq_len} tokens, codec ` +
-      `${r.codec}, rank ${r.rank}; wall ${r.wall_s} s (training ${r.train_s} s)`,
+      `${r.codec}, rank ${r.rank}, Kill and Revive ${r.kr ? "on" : "off"}; wall ${r.wall_s} s ` +
+      `(training ${r.train_s} s)`,
+  );
+  console.log(
+    `* against the same run with every module active, estimated from each device's own ` +
+      `accounting (median cost of the steps that trained every module × steps)` +
+      (r.kr ? "; Kill and Revive on, each device at its tier's budget ρ" : "; --kr off"),
   );
   console.log(`reports: ${r.out}/demo.json and <adapter>/report.json`);
 }
+
+type KrJson = { active_end: number; modules: number };
+type SavedJson = { flops: number | null; bytes: number | null };
+const kr = (d: Record<string, unknown>) => d.kr as KrJson;
+const saved = (d: Record<string, unknown>) => d.savings_estimated as SavedJson;
+const pct = (x: number | null) => (x === null ? "—" : `${(100 * x).toFixed(1)} %`);
