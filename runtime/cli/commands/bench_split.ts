@@ -29,6 +29,9 @@ export interface SplitOptions {
   /** Kernel threads of the device and of the coordinator's model worker. */
   threads: number;
   host?: "worker" | "in-thread";
+  /** Rows per micro-batch on the device (default the whole batch) and how many are in flight. */
+  microBatch?: number;
+  pipeline?: number;
   /** Private text of the device (default 200k characters of tinyshakespeare). */
   text?: string;
 }
@@ -78,6 +81,8 @@ export async function measureSplit(o: SplitOptions): Promise<SplitTiming> {
       jobId,
       text: o.text ?? sharedText("tinyshakespeare.txt", 200_000),
       threads: o.threads,
+      microBatch: o.microBatch,
+      pipeline: o.pipeline,
     });
     await stack.executor.idle();
     const split = median(r.stepSeconds.slice(1));
