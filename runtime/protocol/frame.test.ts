@@ -535,3 +535,47 @@ Deno.test("protocol: encoding and decoding free their wasm scratch, on success a
   fb.free();
   assertEquals(k.liveBytes, live);
 });
+
+Deno.test("protocol: f16/bf16 refuse NaN and ±Inf at any index, naming the value; bf16 decodes bit-exact", () => {
+  for (const codec of ["f16", "bf16"] as const) {
+    for (const n of [1, 2, 7, 8]) {
+      for (let at = 0; at < n; at++) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const x = new Float32Array(n).fill(0.5);
+          x[at] = bad;
+          const e = assertThrows(() =>
+            encodeTensorFrame(k, {
+              type: "HIDDEN_HL",
+              session: 1,
+              step: 1,
+              tensors: [{ data: x, shape: [n], codec }],
+            })
+          );
+          assert(e instanceof ProtocolError && e.code === "nonfinite", `${codec} ${n}@${at}`);
+          assert(
+            e.message.includes(`value ${at} is ${bad}`) && !/overflows/.test(e.message),
+            e.message,
+          );
+        }
+      }
+    }
+  }
+  // bf16 values (x already representable) come back exactly, signs and subnormals included.
+  const bits = [0x0000, 0x8000, 0x3f80, 0xc020, 0x3800, 0x800a, 0x0001, 0x7f7f, 0xff7f];
+  const x = new Float32Array(new Uint32Array(bits.map((b) => b << 16)).buffer);
+  const f = decodeFrame(
+    k,
+    encodeTensorFrame(k, {
+      type: "HIDDEN_HL",
+      session: 1,
+      step: 1,
+      tensors: [{ data: x, shape: [x.length], codec: "bf16" }],
+    }),
+    { from: "coordinator" },
+  );
+  const got = (f as { tensors: { data: Float32Array }[] }).tensors[0].data;
+  assertEquals([...new Uint32Array(got.buffer, got.byteOffset, got.length)], [
+    ...new Uint32Array(x.buffer),
+  ]);
+  assertEquals(Object.is(got[1], -0), true);
+});

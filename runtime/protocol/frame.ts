@@ -747,6 +747,20 @@ function sealFrame(frame: Uint8Array, flags: number): Uint8Array {
   return frame;
 }
 
+/** Writes one tensor's sub-header at `p`; returns where its payload starts. */
+function writeSubHeader(v: DataView, p: number, t: PlannedTensor, payloadBytes: number): number {
+  v.setUint8(p, t.module === null ? NO_MODULE : PROJS.indexOf(t.module));
+  v.setUint8(p + 1, CODECS[t.codec]);
+  v.setUint8(p + 2, t.shape.length);
+  p += 4;
+  for (const d of t.shape) {
+    v.setUint32(p, d, true);
+    p += 4;
+  }
+  v.setUint32(p, payloadBytes, true);
+  return p + 4;
+}
+
 interface PlannedTensor {
   module: Proj | null;
   codec: Codec;
@@ -920,6 +934,30 @@ export function encodeTensorFrame(
       } limit (${type}); send fewer elements per frame or a smaller codec`,
     );
   }
+  // Fixed-size payloads go straight into the frame (no copy in between).
+  const fixed = plan.map((t) => fixedPayloadBytes(t.codec, t.n, t.cols));
+  if (fixed.every((b) => b !== null)) {
+    let bodyLength = 0;
+    for (const [i, t] of plan.entries()) {
+      bodyLength += 8 + 4 * t.shape.length + fixed[i]! + pad4(fixed[i]!);
+    }
+    const { frame, v } = startFrame(h, bodyLength, limits);
+    let p = HEADER_BYTES;
+    for (const [i, t] of plan.entries()) {
+      p = writeSubHeader(v, p, t, fixed[i]!);
+      encodePayload(k, {
+        codec: t.codec,
+        data: t.data,
+        n: t.n,
+        cols: t.cols,
+        kCount: t.kCount,
+        where: `${type} tensor ${i}${t.module ? ` (${t.module})` : ""}`,
+      }, frame.subarray(p, p + fixed[i]!));
+      p += fixed[i]! + pad4(fixed[i]!);
+    }
+    return sealFrame(frame, h.flags);
+  }
+  // Encode payloads; feedback residuals are staged and committed only once the frame exists.
   // Encode payloads; feedback residuals are staged and committed only once the frame exists.
   const staged = new Map<string, ReturnType<TopkFeedback["stage"]>>();
   try {
@@ -950,16 +988,7 @@ export function encodeTensorFrame(
     const { frame, v } = startFrame(h, bodyLength, limits);
     let p = HEADER_BYTES;
     for (const [i, t] of plan.entries()) {
-      v.setUint8(p, t.module === null ? NO_MODULE : PROJS.indexOf(t.module));
-      v.setUint8(p + 1, CODECS[t.codec]);
-      v.setUint8(p + 2, t.shape.length);
-      p += 4;
-      for (const d of t.shape) {
-        v.setUint32(p, d, true);
-        p += 4;
-      }
-      v.setUint32(p, payloads[i].length, true);
-      p += 4;
+      p = writeSubHeader(v, p, t, payloads[i].length);
       frame.set(payloads[i], p);
       p += payloads[i].length + pad4(payloads[i].length);
     }

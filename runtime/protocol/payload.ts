@@ -56,6 +56,20 @@ export function firstNonFinite(x: Float32Array): number {
   return -1;
 }
 
+/** Index of the first 16-bit value whose exponent bits (`expMask`) are all ones, or −1. */
+function firstAllOnesExponent(bits: WasmArray<"u16">, expMask: number): number {
+  const n = bits.length, b = bits.data;
+  // Two values per 32-bit word (wasm allocations are aligned); either half may hold the hit.
+  const words = new Uint32Array(b.buffer, b.byteOffset, n >> 1), hi = expMask << 16;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if ((w & expMask) === expMask || (w & hi) === hi) {
+      return (b[2 * i] & expMask) === expMask ? 2 * i : 2 * i + 1;
+    }
+  }
+  return n & 1 && (b[n - 1] & expMask) === expMask ? n - 1 : -1;
+}
+
 /** Copies `bytes` into a new wasm array of `dtype` (the byte length must be a whole number of elements). */
 function wasmBytes<D extends "u8" | "u16" | "f32">(
   k: Kernels,
@@ -183,16 +197,31 @@ export interface PayloadRequest {
 }
 
 /**
- * The payload bytes of one tensor (a copy, safe across wasm allocations). Throws ProtocolError
- * "nonfinite" for NaN/Inf in the input or f16/bf16 overflow; nothing outside is changed then.
+ * The payload bytes of one tensor (a copy, safe across wasm allocations), written into `into`
+ * when given (exactly the codec's fixed payload size; not for topk, whose size is known only
+ * after encoding). Throws ProtocolError "nonfinite" for NaN/Inf in the input or f16/bf16
+ * overflow; nothing outside (but `into`) is changed then.
  */
-export function encodePayload(k: Kernels, req: PayloadRequest): Uint8Array {
+export function encodePayload(k: Kernels, req: PayloadRequest, into?: Uint8Array): Uint8Array {
   const { codec, n, cols, where } = req;
   const values = valuesOf(req.data);
-  const bad = firstNonFinite(values);
-  if (bad >= 0) throw nonFiniteError(where, bad, values[bad]);
+  const fixed = fixedPayloadBytes(codec, n, cols);
+  if (into !== undefined && into.length !== fixed) {
+    throw new RangeError(
+      `encodePayload: ${codec} payload of ${n} values takes ${fixed ?? "a variable number of"} ` +
+        `bytes; the buffer given has ${into.length}`,
+    );
+  }
+  // f16/bf16 carry NaN/Inf as an all-ones exponent: the check on the converted bits finds them.
+  if (codec !== "f16" && codec !== "bf16") {
+    const bad = firstNonFinite(values);
+    if (bad >= 0) throw nonFiniteError(where, bad, values[bad]);
+  }
   if (codec === "f32") {
-    return new Uint8Array(values.buffer, values.byteOffset, 4 * n).slice();
+    const bytes = new Uint8Array(values.buffer, values.byteOffset, 4 * n);
+    if (into === undefined) return bytes.slice();
+    into.set(bytes);
+    return into;
   }
   const src = inWasm(k, req.data);
   const scratch: WasmArray<"u8" | "u16" | "f32">[] = [];
@@ -202,20 +231,21 @@ export function encodePayload(k: Kernels, req: PayloadRequest): Uint8Array {
       const bits = k.alloc(n, "u16");
       scratch.push(bits);
       (codec === "f16" ? f32ToF16 : f32ToBf16)(k, x, bits);
-      const expMask = codec === "f16" ? 0x7c00 : 0x7f80;
-      const b = bits.data;
-      for (let i = 0; i < n; i++) {
-        if ((b[i] & expMask) === expMask) {
-          const max = codec === "f16" ? "±65504" : "±3.39e38";
-          throw nonFiniteError(
-            where,
-            i,
-            x.data[i],
-            ` and overflows ${codec} (max ${max}); use bf16 or f32`,
-          );
-        }
+      const bad = firstAllOnesExponent(bits, codec === "f16" ? 0x7c00 : 0x7f80);
+      if (bad >= 0) {
+        const v = x.data[bad];
+        const max = codec === "f16" ? "±65504" : "±3.39e38";
+        throw nonFiniteError(
+          where,
+          bad,
+          v,
+          Number.isFinite(v) ? ` and overflows ${codec} (max ${max}); use bf16 or f32` : "",
+        );
       }
-      return copyOut(bits);
+      const out = new Uint8Array(k.memory.buffer, bits.ptr, 2 * n);
+      if (into === undefined) return out.slice();
+      into.set(out);
+      return into;
     }
     if (codec === "int8") {
       const rows = n / cols;
@@ -234,11 +264,12 @@ export function encodePayload(k: Kernels, req: PayloadRequest): Uint8Array {
           );
         }
       }
-      const out = new Uint8Array(4 * rows + n);
+      const out = into ?? new Uint8Array(4 * rows + n);
       out.set(new Uint8Array(k.memory.buffer, scales.ptr, 4 * rows), 0);
       out.set(new Uint8Array(k.memory.buffer, q.ptr, n), 4 * rows);
       return out;
     }
+    if (into !== undefined) throw new RangeError("encodePayload: topk has no fixed size");
     const out = k.alloc(topkMaxBytes(n, req.kCount), "u8");
     scratch.push(out);
     const written = req.residual
@@ -291,6 +322,19 @@ export function decodePayload(
     const bits = new Uint32Array(out.buffer);
     for (let i = 0; i < n; i++) {
       if ((bits[i] & 0x7f800000) === 0x7f800000) throw nonFiniteError(where, i, out[i]);
+    }
+    return out;
+  }
+  if (codec === "bf16" && bytes.byteOffset % 2 === 0) {
+    // Exact widening (the top half of an f32), checked and done in one pass.
+    const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    const out = new Float32Array(n), bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) {
+      const b = src[i];
+      if ((b & 0x7f80) === 0x7f80) {
+        throw nonFiniteError(where, i, b & 0x007f ? NaN : b & 0x8000 ? -Infinity : Infinity);
+      }
+      bits[i] = b << 16;
     }
     return out;
   }
