@@ -373,7 +373,12 @@ export class CoordinatorSession {
     for (const w of [...this.#waiters]) w.settle(null, this.#failure.error);
   }
 
-  /** Reads device frames while anyone waits and hands each to the wait it belongs to. */
+  /**
+   * Reads device frames while anyone waits and hands each to the wait it belongs to. A frame
+   * that only answers a frame sent here can never come before its wait: a pass sends and
+   * registers its next wait in one synchronous run, and a settled wait resumes (and registers
+   * the next) in a microtask queued ahead of this loop's next read.
+   */
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
