@@ -32,6 +32,7 @@ import type { LlamaConfig } from "../runtime/model/weights.ts";
 import {
   type Codec,
   CODECS,
+  DecodeBuffers,
   decodeFrame,
   encodeControlFrame,
   encodeTensorFrame,
@@ -185,6 +186,8 @@ export class CoordinatorSession {
   #aborts = 0;
   /** Set once a pass failed for good: every wait rejects with it. */
   #failure: { error: unknown } | null = null;
+  /** Decoded values are reused: each frame's are consumed when its wait resumes, before the next read. */
+  readonly #decoded = new DecodeBuffers();
   readonly #finished: Promise<void>;
 
   constructor(model: Promise<SessionModel>, spec: SessionSpec, events: SessionEvents) {
@@ -300,7 +303,11 @@ export class CoordinatorSession {
       const bytes = await this.#inbox.next(timeoutMs, what);
       let f: Frame;
       try {
-        f = decodeFrame(k, bytes, { from: "device", limits: this.#limits });
+        f = decodeFrame(k, bytes, {
+          from: "device",
+          limits: this.#limits,
+          buffers: this.#decoded,
+        });
       } catch (e) {
         if (e instanceof ProtocolError) this.#refuse(e.wireCode, e.message, e.frame);
         else this.#refuse(STREAM_ERROR_CODES.internal, `frame could not be read: ${e}`);

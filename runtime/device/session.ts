@@ -23,6 +23,7 @@ import type { LlamaConfig } from "../model/weights.ts";
 import {
   type Codec,
   CODECS,
+  DecodeBuffers,
   decodeFrame,
   encodeControlFrame,
   encodeTensorFrame,
@@ -116,6 +117,8 @@ export class DeviceSession {
   readonly #inputs = new Map<string, F32>();
   /** Scratch per projection / width: ΔY and G buffers, ∂X. */
   readonly #scratch = new Map<string, F32>();
+  /** Decoded values are reused: trainStep consumes each frame's before it awaits the next. */
+  readonly #decoded = new DecodeBuffers();
   #computeMs = 0;
 
   constructor(opts: DeviceSessionOptions) {
@@ -324,7 +327,11 @@ export class DeviceSession {
       let f: Frame;
       const t = performance.now();
       try {
-        f = decodeFrame(this.#o.k, bytes, { from: "coordinator", limits: this.#limits });
+        f = decodeFrame(this.#o.k, bytes, {
+          from: "coordinator",
+          limits: this.#limits,
+          buffers: this.#decoded,
+        });
       } catch (e) {
         if (e instanceof ProtocolError) {
           throw new DeviceProtocolError(`the coordinator sent a malformed frame: ${e.message}`);

@@ -9,6 +9,7 @@ import { assert, assertEquals, assertThrows, randn, testKernels } from "../../te
 import { crc32 } from "./crc32.ts";
 import { ProtocolError } from "./errors.ts";
 import {
+  DecodeBuffers,
   decodeFrame,
   decodeHeader,
   encodeControlFrame,
@@ -578,4 +579,36 @@ Deno.test("protocol: f16/bf16 refuse NaN and ±Inf at any index, naming the valu
     ...new Uint32Array(x.buffer),
   ]);
   assertEquals(Object.is(got[1], -0), true);
+});
+
+Deno.test("protocol: decoding into reused DecodeBuffers gives the values of a plain decode, kept for one more frame", () => {
+  const buffers = new DecodeBuffers();
+  const frames = CODECS.map((codec, i) =>
+    encodeTensorFrame(k, {
+      type: "GROUP_GRAD",
+      session: 3,
+      step: i,
+      layer: 1,
+      tensors: [
+        { module: "q", data: randn(6 * 8, 10 + i), shape: [6, 8], codec },
+        { module: "v", data: randn(6 * 4, 20 + i), shape: [6, 4], codec },
+      ],
+    }, { topkRatio: 0.5, crc: false })
+  );
+  let previous: { got: Float32Array[]; want: Float32Array[] } | null = null;
+  for (const bytes of [...frames, ...frames]) {
+    const want = tensorsFrame(decodeFrame(k, bytes)).tensors.map((t) => t.data);
+    const got = tensorsFrame(decodeFrame(k, bytes, { buffers })).tensors.map((t) => t.data);
+    assertEquals(got.map((x) => [...x]), want.map((x) => [...x]));
+    // The frame before is still intact (two generations alternate).
+    if (previous !== null) {
+      assertEquals(previous.got.map((x) => [...x]), previous.want.map((x) => [...x]));
+    }
+    previous = { got, want };
+  }
+  // A refused payload is still refused with buffers (and throws the same error).
+  const bad = frames[0].slice();
+  new DataView(bad.buffer).setFloat32(payloadAt(bad, 0).offset + 4, NaN, true);
+  const e = assertThrows(() => decodeFrame(k, bad, { buffers }));
+  assert(e instanceof ProtocolError && e.code === "nonfinite", String(e));
 });

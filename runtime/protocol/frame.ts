@@ -165,6 +165,36 @@ export interface DecodeOptions {
   limits?: Partial<Limits>;
   /** The sender's role: a frame type it may not send is refused ("wrong-direction"). */
   from?: Role;
+  /**
+   * Decode the tensors into these reused buffers instead of new arrays: the values then stay
+   * valid only until the second-next decode with the same `DecodeBuffers`.
+   */
+  buffers?: DecodeBuffers;
+}
+
+/**
+ * Output buffers that a stream of decodes reuses (two generations, alternating), so a receiver
+ * that consumes each frame's values before the next but one arrives allocates nothing per frame.
+ */
+export class DecodeBuffers {
+  readonly #generations: Float32Array[][] = [[], []];
+  #turn = 0;
+
+  /** Starts the next frame's generation. */
+  next(): void {
+    this.#turn ^= 1;
+  }
+
+  /** Tensor i's output of n values in the current generation. */
+  take(i: number, n: number): Float32Array {
+    const gen = this.#generations[this.#turn];
+    let b = gen[i];
+    if (b === undefined || b.length < n) {
+      b = new Float32Array(n);
+      gen[i] = b;
+    }
+    return b.length === n ? b : b.subarray(0, n);
+  }
 }
 
 const MAGIC_BYTES = new TextEncoder().encode(MAGIC);
@@ -400,7 +430,12 @@ export function decodeFrame(k: Kernels, bytes: Uint8Array, opts: DecodeOptions =
   const body = bytes.subarray(HEADER_BYTES);
   try {
     if (isTensorType(h.type)) {
-      return { ...header, type: h.type, tensors: decodeTensors(k, h, body, limits) };
+      opts.buffers?.next();
+      return {
+        ...header,
+        type: h.type,
+        tensors: decodeTensors(k, h, body, limits, opts.buffers),
+      };
     }
     return decodeControl(h, header, body);
   } catch (e) {
@@ -444,6 +479,7 @@ function decodeTensors(
   h: RawHeader,
   body: Uint8Array,
   limits: Limits,
+  buffers?: DecodeBuffers,
 ): DecodedTensor[] {
   const type = h.type as TensorMessageType;
   checkModules(type, h.mask, (m) => {
@@ -564,6 +600,7 @@ function decodeTensors(
       t.n,
       t.shape[t.shape.length - 1],
       `${type} tensor ${i}${t.module ? ` (${t.module})` : ""}`,
+      buffers?.take(i, t.n),
     ),
     payloadBytes: t.payload.length,
   }));

@@ -82,6 +82,13 @@ function wasmBytes<D extends "u8" | "u16" | "f32">(
   return a;
 }
 
+/** A wasm array's values in `into`, or in a new array. */
+function copyValues(a: F32, into: Float32Array | undefined): Float32Array {
+  if (into === undefined) return a.toArray();
+  into.set(a.data);
+  return into;
+}
+
 /** A copy of a wasm array's bytes. */
 function copyOut<D extends "u8" | "u16" | "f32">(a: WasmArray<D>, byteLength = a.byteLength) {
   return new Uint8Array(a.kernels.memory.buffer, a.ptr, byteLength).slice();
@@ -306,7 +313,8 @@ const CODEC_REASON_CODES: Record<CodecErrorReason, ProtocolErrorCode> = {
 
 /**
  * Decodes one payload (already checked to have the codec's length, except topk whose layout the
- * kernel checks) into a new Float32Array of n values. Throws ProtocolError; `bytes` is only read.
+ * kernel checks) into a new Float32Array of n values, or into `into` (n values; overwritten, also
+ * in part when the payload is refused). Throws ProtocolError; `bytes` is only read.
  */
 export function decodePayload(
   k: Kernels,
@@ -315,11 +323,15 @@ export function decodePayload(
   n: number,
   cols: number,
   where: Where,
+  into?: Float32Array,
 ): Float32Array {
+  if (into !== undefined && into.length !== n) {
+    throw new RangeError(`decodePayload: ${n} values do not fit a buffer of ${into.length}`);
+  }
   if (codec === "f32") {
-    const out = new Float32Array(n);
-    new Uint8Array(out.buffer).set(bytes);
-    const bits = new Uint32Array(out.buffer);
+    const out = into ?? new Float32Array(n);
+    new Uint8Array(out.buffer, out.byteOffset, 4 * n).set(bytes);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) {
       if ((bits[i] & 0x7f800000) === 0x7f800000) throw nonFiniteError(where, i, out[i]);
     }
@@ -328,7 +340,8 @@ export function decodePayload(
   if (codec === "bf16" && bytes.byteOffset % 2 === 0) {
     // Exact widening (the top half of an f32), checked and done in one pass.
     const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-    const out = new Float32Array(n), bits = new Uint32Array(out.buffer);
+    const out = into ?? new Float32Array(n);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) {
       const b = src[i];
       if ((b & 0x7f80) === 0x7f80) {
@@ -356,7 +369,7 @@ export function decodePayload(
       const out = k.alloc(n);
       owned.push(out);
       (codec === "f16" ? f16ToF32 : bf16ToF32)(k, src, out);
-      return out.toArray();
+      return copyValues(out, into);
     }
     if (codec === "int8") {
       const rows = n / cols;
@@ -387,13 +400,13 @@ export function decodePayload(
       const out = k.alloc(n);
       owned.push(q, out);
       dequantizeInt8Rows(k, q, scales, rows, cols, out);
-      return out.toArray();
+      return copyValues(out, into);
     }
     const src = wasmBytes(k, bytes, "u8");
     const out = k.alloc(n);
     owned.push(src, out);
     topkDecode(k, src, bytes.length, n, out);
-    return out.toArray();
+    return copyValues(out, into);
   } catch (e) {
     if (e instanceof CodecError) {
       throw new ProtocolError(
