@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects } from "../tests/util.ts";
+import { assert, assertClose, assertEquals, assertRejects } from "../tests/util.ts";
 import { silentLogger } from "./deps.ts";
 import { type RetierEvent, StepExecutor } from "./executor.ts";
 import { DEFAULT_TIERS } from "./tiers.ts";
@@ -111,6 +111,50 @@ Deno.test("malformed and unexpected frames get ERROR frames and change nothing: 
     const text = stack.metrics.registry.render();
     assertEquals(metric(text, "dlora_errors_total", { kind: "frame_refused" }), expected.length);
     assertEquals(metric(text, "dlora_steps_total"), 6);
+  } finally {
+    await stack.close();
+  }
+});
+
+Deno.test("pipelined micro-batches: a HIDDEN_H0 for a micro-batch in flight and an early STEP_END are refused", async () => {
+  const stack = await startStack();
+  try {
+    const spec = { rank: 4, batch: 3, seq_len: 16, steps: 2, seed: 9, lr: 1e-2 };
+    const run = async (name: string, inject: boolean) => {
+      const d = await stack.device(name);
+      await stack.job({ ...spec, devices: [d.id] });
+      let h0s = 0;
+      return await runDevice({
+        coordinatorUrl: stack.url,
+        token: d.token,
+        text: TEXT,
+        microBatch: 1,
+        pipeline: 2,
+        beforeSend: (frame, send) => {
+          const h = decodeHeader(frame);
+          if (!inject || h.type !== "HIDDEN_H0" || ++h0s !== 2) return;
+          // Micro-batch 0 of step 0 is in flight: its HIDDEN_H0 again, and a STEP_END now.
+          send(edited(frame, (_, v) => v.setUint16(OFF.micro, 0, true)));
+          send(encodeControlFrame({ type: "STEP_END", session: h.session, step: h.step }));
+        },
+      });
+    };
+    const clean = await run("clean-pipelined", false);
+    assertEquals(clean.errors, []);
+    const r = await run("faulty-pipelined", true);
+    const S = STREAM_ERROR_CODES;
+    assertEquals(r.errors.map((e) => e.code), [S["unexpected-frame"], S["unexpected-frame"]]);
+    assert(
+      /micro-batch 0 of step 0, which still runs/.test(r.errors[0].message),
+      r.errors[0].message,
+    );
+    assert(/still run/.test(r.errors[1].message), r.errors[1].message);
+    // Equal up to the order the overlapping micro-batches' gradients were summed in.
+    assertClose(r.losses, clean.losses, {
+      atol: 0,
+      rtol: 1e-6,
+      msg: "refused frames changed nothing",
+    });
   } finally {
     await stack.close();
   }

@@ -11,6 +11,11 @@
  *   ↑ HIDDEN_H0 → blocks forward: per active group ↓ GROUP_INPUT, ↑ DELTA_Y → ↓ HIDDEN_HL →
  *   ↑ GRAD_HL → blocks backward: per active group ↓ GROUP_GRAD, ↑ GRAD_X_LORA → ↓ STEP_END(m);
  *   after its optimizer step the device sends ↑ STEP_END (the step is counted then).
+ * Micro-batches may overlap (DLORA.md §2, pipelining): a device may send the next micro-batch's
+ * HIDDEN_H0 before the last one's STEP_END(m). Each micro-batch in flight (at most
+ * MAX_MICROS_IN_FLIGHT) runs its own pass over its own activations (`LlamaBlocks.share`), and
+ * each device frame goes to the pass of its `micro`; while one pass awaits the device, another
+ * computes.
  *
  * Refusals: a frame that does not decode, or decodes but is not what the step expects now, is
  * answered with an ERROR frame and dropped; nothing else changes and the session keeps waiting
@@ -27,6 +32,7 @@ import type { LlamaConfig } from "../runtime/model/weights.ts";
 import {
   type Codec,
   CODECS,
+  DecodeBuffers,
   decodeFrame,
   encodeControlFrame,
   encodeTensorFrame,
@@ -115,6 +121,8 @@ export interface SessionModel {
 const DEFAULT_FRAME_TIMEOUT_MS = 120_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 600_000;
 const DEFAULT_MAX_REFUSED = 16;
+/** Micro-batches of one step a device may have in flight at once (each has its own activations). */
+export const MAX_MICROS_IN_FLIGHT = 4;
 
 /** Unwinds the session (and any pass awaiting a hook) once it has ended. */
 class SessionEnded extends Error {
@@ -146,6 +154,20 @@ class Fatal extends Error {
 
 type Accept = (f: Frame) => string | null;
 
+/** The micro-batch pass awaiting a frame, and the abort generation it started in. */
+interface PassRef {
+  micro: number;
+  gen: number;
+}
+
+/** One wait in `#expect`: frames go to the pass of their micro-batch, or to the step stream. */
+interface Waiter {
+  what: string;
+  accept: Accept;
+  pass: PassRef | null;
+  settle(f: Frame | null, e?: unknown): void;
+}
+
 export class CoordinatorSession {
   spec: Readonly<SessionSpec>;
   readonly #events: SessionEvents;
@@ -162,6 +184,17 @@ export class CoordinatorSession {
   #helloDone = false;
   #deviceMaxFrame = Infinity;
   #driver: SelectionDriver | null = null;
+  /** Waits for device frames, served in arrival order by one reader (`#pump`). */
+  readonly #waiters = new Set<Waiter>();
+  #pumping = false;
+  /** Micro-batch passes running; while any does, a device ERROR aborts the step. */
+  #passes = 0;
+  /** Bumped by each aborted step: passes of an older generation are unwound. */
+  #aborts = 0;
+  /** Set once a pass failed for good: every wait rejects with it. */
+  #failure: { error: unknown } | null = null;
+  /** Decoded values are reused: each frame's are consumed when its wait resumes, before the next read. */
+  readonly #decoded = new DecodeBuffers();
   readonly #finished: Promise<void>;
 
   constructor(model: Promise<SessionModel>, spec: SessionSpec, events: SessionEvents) {
@@ -282,15 +315,19 @@ export class CoordinatorSession {
 
   /**
    * The next decoded frame. Refuses undecodable ones; answers PING at once; ignores PONG/ACK;
-   * an ERROR from the device aborts the step in progress (`inStep`) or is only noted.
+   * an ERROR from the device aborts the step in progress (while `inStep()`) or is only noted.
    */
-  async #take(what: string, timeoutMs: number, inStep: boolean): Promise<Frame> {
+  async #take(what: string, timeoutMs: number, inStep: () => boolean): Promise<Frame> {
     const k = this.#model!.k;
     for (;;) {
       const bytes = await this.#inbox.next(timeoutMs, what);
       let f: Frame;
       try {
-        f = decodeFrame(k, bytes, { from: "device", limits: this.#limits });
+        f = decodeFrame(k, bytes, {
+          from: "device",
+          limits: this.#limits,
+          buffers: this.#decoded,
+        });
       } catch (e) {
         if (e instanceof ProtocolError) this.#refuse(e.wireCode, e.message, e.frame);
         else this.#refuse(STREAM_ERROR_CODES.internal, `frame could not be read: ${e}`);
@@ -318,7 +355,7 @@ export class CoordinatorSession {
         case "ACK":
           continue;
         case "ERROR":
-          if (inStep) {
+          if (inStep()) {
             throw new StepAborted(`device error ${f.name ?? f.code}: ${f.message}`);
           }
           continue;
@@ -327,18 +364,83 @@ export class CoordinatorSession {
     }
   }
 
-  /** The next frame `accept` takes (it returns null, or why not); others are refused. */
-  async #expect(what: string, accept: Accept, timeoutMs: number, inStep: boolean) {
-    // The device computes now: this model's kernel threads sleep instead of spinning on its cores.
-    this.#model?.k.park();
-    for (;;) {
-      const f = await this.#take(what, timeoutMs, inStep);
-      const problem = accept(f);
-      if (problem === null) {
-        this.#refusedInRow = 0;
-        return f;
+  /**
+   * The next frame `accept` takes (it returns null, or why not); others are refused. With `pass`
+   * the wait belongs to that micro-batch's pass: only frames of its micro come to it, and a
+   * device ERROR aborts it (StepAborted); without, it is the step stream's (HIDDEN_H0, STEP_END).
+   */
+  #expect(what: string, accept: Accept, timeoutMs: number, pass: PassRef | null): Promise<Frame> {
+    if (this.#failure !== null) return Promise.reject(this.#failure.error);
+    if (pass !== null && pass.gen !== this.#aborts) {
+      return Promise.reject(new StepAborted("the step was aborted"));
+    }
+    return new Promise<Frame>((resolve, reject) => {
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => this.#inbox.close(new MailboxTimeout(what, timeoutMs)), timeoutMs)
+        : undefined;
+      const w: Waiter = {
+        what,
+        accept,
+        pass,
+        settle: (f, e) => {
+          clearTimeout(timer);
+          this.#waiters.delete(w);
+          if (f !== null) resolve(f);
+          else reject(e);
+        },
+      };
+      this.#waiters.add(w);
+      this.#pump();
+    });
+  }
+
+  /** Rejects every wait, now and later, with `error` (the session is going down). */
+  #failAll(error: unknown): void {
+    this.#failure ??= { error };
+    for (const w of [...this.#waiters]) w.settle(null, this.#failure.error);
+  }
+
+  /**
+   * Reads device frames while anyone waits and hands each to the wait it belongs to. A frame
+   * that only answers a frame sent here can never come before its wait: a pass sends and
+   * registers its next wait in one synchronous run, and a settled wait resumes (and registers
+   * the next) in a microtask queued ahead of this loop's next read.
+   */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#waiters.size > 0) {
+        // Every pass waits for the device now: this model's kernel threads sleep instead of
+        // spinning on its cores.
+        this.#model?.k.park();
+        const what = [...this.#waiters].map((w) => w.what).join(" or ");
+        let f: Frame;
+        try {
+          f = await this.#take(what, Infinity, () => this.#passes > 0);
+        } catch (e) {
+          if (e instanceof StepAborted) {
+            this.#aborts++;
+            for (const w of [...this.#waiters]) if (w.pass !== null) w.settle(null, e);
+            continue;
+          }
+          this.#failAll(e);
+          return;
+        }
+        const stream = f.type === "HIDDEN_H0" || f.type === "STEP_END";
+        const candidates = [...this.#waiters].filter((w) => (w.pass === null) === stream);
+        const w = candidates.find((w) => w.pass === null || w.pass.micro === f.micro) ??
+          candidates[0] ?? [...this.#waiters][0];
+        const problem = w === undefined
+          ? `unexpected ${f.type} (micro-batch ${f.micro})`
+          : w.accept(f);
+        if (problem === null) {
+          this.#refusedInRow = 0;
+          w!.settle(f);
+        } else this.#refuse(STREAM_ERROR_CODES["unexpected-frame"], problem, f);
       }
-      this.#refuse(STREAM_ERROR_CODES["unexpected-frame"], problem, f);
+    } finally {
+      this.#pumping = false;
     }
   }
 
@@ -391,7 +493,7 @@ export class CoordinatorSession {
       "HELLO",
       (f) => f.type === "HELLO" ? null : `expected HELLO to open the session, got ${f.type}`,
       this.#idleTimeout,
-      false,
+      null,
     );
     if (f.type !== "HELLO") throw new Error("unreachable");
     const h = f.hello;
@@ -447,18 +549,82 @@ export class CoordinatorSession {
       maxFrameBytes: Math.min(this.#limits.maxFrameBytes, this.#deviceMaxFrame),
     };
     const feedback = new TopkFeedback(k);
-    const hooks = new RemoteLoraHooks(k, c, {
-      session,
-      codecs: this.spec.codecs,
-      feedback,
-      limits: sendLimits,
-      crc: this.spec.crc,
-      send: (frame) => this.#send(frame),
-      expect: (what, accept) => this.#expect(what, accept, this.#frameTimeout, true),
-      isActive: (key) => this.#active!.has(key),
-    });
+    /** What one micro-batch in flight runs on: its blocks, hooks and the active set it saw. */
+    interface Slot {
+      blocks: LlamaBlocks;
+      hooks: RemoteLoraHooks;
+      pass: PassRef;
+      active: Set<string>;
+    }
+    const slots: Slot[] = [];
+    const newSlot = (): Slot => {
+      const slot: Slot = {
+        blocks: slots.length === 0 ? blocks : blocks.share(),
+        pass: { micro: 0, gen: 0 },
+        active: this.#active!,
+        hooks: new RemoteLoraHooks(k, c, {
+          session,
+          codecs: this.spec.codecs,
+          feedback,
+          limits: sendLimits,
+          crc: this.spec.crc,
+          send: (frame) => this.#send(frame),
+          expect: (what, accept) => this.#expect(what, accept, this.#frameTimeout, slot.pass),
+          isActive: (key) => slot.active.has(key),
+        }),
+      };
+      slots.push(slot);
+      return slot;
+    };
+    const idle: Slot[] = [];
+    /** The passes in flight by micro-batch. */
+    const running = new Map<number, Promise<void>>();
     let step: { n: number; micros: number; tokens: number; t0: number; compute: number } | null =
       null;
+
+    /** One micro-batch: blocks forward, ↓ HIDDEN_HL, ↑ GRAD_HL, blocks backward, ↓ STEP_END(m). */
+    const runMicro = async (f: TensorFrame, slot: Slot, s: NonNullable<typeof step>) => {
+      const h0 = f.tensors[0];
+      const [B, T] = h0.shape;
+      const at = { step: f.step, micro: f.micro };
+      const { hooks, blocks } = slot;
+      hooks.at(at.step, at.micro);
+      try {
+        const t0 = performance.now();
+        const hL = await blocks.forward(h0.data, { B, T }, hooks);
+        this.#send(encodeTensorFrame(k, {
+          type: "HIDDEN_HL",
+          session,
+          ...at,
+          tensors: [{ data: hL, shape: [B, T, D] }],
+        }, {
+          ...encodeOptionsFor("HIDDEN_HL", this.spec.codecs, this.spec.crc),
+          limits: sendLimits,
+        }));
+        const t1 = performance.now();
+        const g = await this.#expect(
+          "GRAD_HL",
+          (g) => {
+            const problem = tensorReply(g, "GRAD_HL", at, 0, [], [[B * T * D, D]]);
+            return problem;
+          },
+          this.#frameTimeout,
+          slot.pass,
+        ) as TensorFrame;
+        const t2 = performance.now();
+        await blocks.backward(g.tensors[0].data, hooks);
+        const t3 = performance.now();
+        s.compute += ((t1 - t0) + (t3 - t2)) / 1000 - hooks.takeWaitSeconds();
+        s.micros++;
+        s.tokens += B * T;
+        this.#send(encodeControlFrame({ type: "STEP_END", session, ...at }));
+      } catch (e) {
+        if (!(e instanceof StepAborted)) throw e;
+        hooks.takeWaitSeconds();
+        if (step === s) step = null;
+      }
+    };
+
     try {
       for (;;) {
         const f = await this.#expect(
@@ -472,9 +638,13 @@ export class CoordinatorSession {
               return this.#driver.checkScores(f.scores);
             }
             if (f.type === "STEP_END") {
-              return step !== null && f.step === step.n
-                ? null
-                : `STEP_END for step ${f.step}, but no micro-batch of that step ran`;
+              if (step === null || f.step !== step.n) {
+                return `STEP_END for step ${f.step}, but no micro-batch of that step ran`;
+              }
+              return running.size > 0
+                ? `STEP_END for step ${f.step} while micro-batches [${[...running.keys()]}] ` +
+                  "still run"
+                : null;
             }
             if (f.type !== "HIDDEN_H0") return `expected HIDDEN_H0 to start a step, got ${f.type}`;
             const shape = f.tensors[0].shape;
@@ -486,10 +656,20 @@ export class CoordinatorSession {
               return `HIDDEN_H0 of ${B}×${T} exceeds this job's batch ${this.spec.maxBatch} × ` +
                 `seq_len ${this.spec.maxSeqLen}`;
             }
+            if (running.has(f.micro)) {
+              return `HIDDEN_H0 for micro-batch ${f.micro} of step ${f.step}, which still runs`;
+            }
+            if (running.size > 0 && step !== null && f.step !== step.n) {
+              return `HIDDEN_H0 for step ${f.step} while micro-batches of step ${step.n} still run`;
+            }
+            if (running.size >= MAX_MICROS_IN_FLIGHT) {
+              return `HIDDEN_H0 for micro-batch ${f.micro} with ${running.size} micro-batches in ` +
+                `flight already (at most ${MAX_MICROS_IN_FLIGHT})`;
+            }
             return null;
           },
           this.#idleTimeout,
-          false,
+          null,
         ) as TensorFrame | Frame;
 
         if (f.type === "SCORES") {
@@ -512,8 +692,6 @@ export class CoordinatorSession {
           step = null;
           continue;
         }
-        const h0 = (f as TensorFrame).tensors[0];
-        const [B, T] = h0.shape;
         if (step === null || step.n !== f.step) {
           step = { n: f.step, micros: 0, tokens: 0, t0: performance.now(), compute: 0 };
         }
@@ -521,44 +699,28 @@ export class CoordinatorSession {
           this.#active = this.#pendingActive;
           this.#pendingActive = null;
         }
-        const at = { step: f.step, micro: f.micro };
-        hooks.at(at.step, at.micro);
-        try {
-          const t0 = performance.now();
-          const hL = await blocks.forward(h0.data, { B, T }, hooks);
-          this.#send(encodeTensorFrame(k, {
-            type: "HIDDEN_HL",
-            session,
-            ...at,
-            tensors: [{ data: hL, shape: [B, T, D] }],
-          }, {
-            ...encodeOptionsFor("HIDDEN_HL", this.spec.codecs, this.spec.crc),
-            limits: sendLimits,
-          }));
-          const t1 = performance.now();
-          const g = await this.#expect(
-            "GRAD_HL",
-            (g) => {
-              const problem = tensorReply(g, "GRAD_HL", at, 0, [], [[B * T * D, D]]);
-              return problem;
-            },
-            this.#frameTimeout,
-            true,
-          ) as TensorFrame;
-          const t2 = performance.now();
-          await blocks.backward(g.tensors[0].data, hooks);
-          const t3 = performance.now();
-          step.compute += ((t1 - t0) + (t3 - t2)) / 1000 - hooks.takeWaitSeconds();
-          step.micros++;
-          step.tokens += B * T;
-          this.#send(encodeControlFrame({ type: "STEP_END", session, ...at }));
-        } catch (e) {
-          if (!(e instanceof StepAborted)) throw e;
-          hooks.takeWaitSeconds();
-          step = null;
-        }
+        const slot = idle.pop() ?? newSlot();
+        slot.pass = { micro: f.micro, gen: this.#aborts };
+        slot.active = this.#active!;
+        const micro = f.micro;
+        this.#passes++;
+        running.set(
+          micro,
+          runMicro(f as TensorFrame, slot, step)
+            .catch((e) => this.#failAll(e))
+            .finally(() => {
+              this.#passes--;
+              running.delete(micro);
+              idle.push(slot);
+            }),
+        );
       }
+    } catch (e) {
+      this.#failAll(e);
+      throw e;
     } finally {
+      await Promise.allSettled(running.values());
+      for (const slot of slots) if (slot.blocks !== blocks) slot.blocks.free();
       feedback.free();
     }
   }

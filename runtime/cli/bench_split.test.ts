@@ -16,6 +16,7 @@ Deno.test("bench split --quick: one row per codec with times, bytes and the judg
       assert(typeof v === "number" && v > 0, `${key} in ${JSON.stringify(row)}`);
     }
     assertEquals(row.overhead, +(row.split_step_ms / row.local_step_ms).toFixed(3));
+    assertEquals(row.micro_batch, 8, "the whole batch in one micro-batch by default");
   }
   // bf16 halves the tensor payload each way (the frame headers stay).
   for (const [f32, bf16] of [[rows[0], rows[1]], [rows[2], rows[3]]]) {

@@ -92,7 +92,7 @@ const COMMANDS: Record<string, Command> = {
   },
   bench: {
     summary: "bench step [--quick] [--model stories260K|smollm-135m --threads N --steps N] | " +
-      "bench split [--quick --threads N --steps N] | bench load [--quick --seconds 30]",
+      "bench split [--quick --threads N --steps N --micro-batch N] | bench load [--quick --seconds 30]",
     load: async () => {
       const m = await import("./commands/bench.ts");
       return { flags: m.benchFlags, run: m.benchCommand };

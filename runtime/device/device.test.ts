@@ -68,6 +68,47 @@ Deno.test("equivalence: 20 distributed f32 steps over a loopback WebSocket equal
   }
 });
 
+Deno.test("pipelined micro-batches (2 in flight, unequal sizes) equal one micro-batch and one-at-a-time", async () => {
+  const job = { rank: 4, alpha: 8, lr: 1e-2, batch: 5, seq_len: 16, steps: 4, seed: 11 };
+  const stack = await startStack({ record: true });
+  try {
+    const run = async (name: string, microBatch?: number, pipeline?: number) => {
+      const d = await stack.device(name);
+      const jobId = await stack.job({ ...job, devices: [d.id] });
+      const before = stack.received.frames.length;
+      const r = await runDevice({
+        coordinatorUrl: stack.url,
+        token: d.token,
+        text: TEXT,
+        jobId,
+        microBatch,
+        pipeline,
+      });
+      assertEquals(r.errors, [], `${name}: no refused frames`);
+      return { r, frames: stack.received.frames.slice(before).map((f) => decodeHeader(f)) };
+    };
+    const whole = await run("whole");
+    const serial = await run("serial", 2, 1);
+    const piped = await run("piped", 2, 2);
+    // Micro-batches of 2, 2 and 1 rows: 3 HIDDEN_H0 per step, and the pipelined run really
+    // overlaps them (micro 1's HIDDEN_H0 goes out before micro 0's GRAD_HL).
+    const h0s = piped.frames.filter((f) => f.type === "HIDDEN_H0" && f.step === 0);
+    assertEquals(h0s.map((f) => f.micro), [0, 1, 2]);
+    const order = piped.frames.filter((f) => f.step === 0).map((f) => `${f.type}/${f.micro}`);
+    assert(order.indexOf("HIDDEN_H0/1") < order.indexOf("GRAD_HL/0"), order.join(" "));
+    const serialOrder = serial.frames.filter((f) => f.step === 0)
+      .map((f) => `${f.type}/${f.micro}`);
+    assert(serialOrder.indexOf("HIDDEN_H0/1") > serialOrder.indexOf("GRAD_HL/0"));
+    for (const other of [serial, piped]) {
+      assertClose(other.r.losses, whole.r.losses, { atol: 0, rtol: 1e-5, msg: "losses" });
+      const diff = adapterDiff(other.r.adapter, whole.r.adapter);
+      assert(diff.worst <= 1e-5, `adapters differ by ${diff.worst} at ${diff.key}`);
+    }
+  } finally {
+    await stack.close();
+  }
+});
+
 /** Where any of `patterns` (each ≥ 4 bytes) occurs in `haystacks`, or null. */
 function findAny(
   haystacks: readonly Uint8Array[],

@@ -58,6 +58,8 @@ export interface DeviceOptions {
   seed?: number;
   /** Rows per micro-batch (default the job's whole batch in one). */
   microBatch?: number;
+  /** Micro-batches in flight at once (default 2: pipelined; 1: one after another). */
+  pipeline?: number;
   schedule?: Schedule;
   warmup?: number;
   /** Default 1 (0 = no clipping). */
@@ -239,6 +241,7 @@ export async function runDevice(opts: DeviceOptions): Promise<DeviceResult> {
       frameTimeoutMs: opts.frameTimeoutMs,
       crc: opts.crc,
       beforeSend: opts.beforeSend,
+      pipeline: opts.pipeline,
     });
     const losses: number[] = [], stepSeconds: number[] = [];
     let compute = 0, wait = 0, activeModules: string[] = [];

@@ -6,6 +6,9 @@
  * with ↑ GRAD_X_LORA (loraBackward, accumulating ∂A, ∂B); ↓ STEP_END closes the micro-batch.
  * After the step's last micro-batch: clipping, AdamW on the modules the coordinator exchanged
  * in this step (the others are detached: no update), ↑ STEP_END.
+ * Micro-batches are pipelined (`pipeline`, default 2 in flight): the next one's HIDDEN_H0 goes
+ * out before the last one's STEP_END(m), so the coordinator computes one while the device answers
+ * the other; each frame is served by its `micro` (LocalLora.usePass keeps their states apart).
  *
  * Token ids, labels and text never leave this object: only h0, ΔY, ∂L/∂hL and ∂X_lora do.
  * Transport-agnostic (a FrameTransport); FLOPs and bytes are counted here.
@@ -20,6 +23,7 @@ import type { LlamaConfig } from "../model/weights.ts";
 import {
   type Codec,
   CODECS,
+  DecodeBuffers,
   decodeFrame,
   encodeControlFrame,
   encodeTensorFrame,
@@ -63,7 +67,12 @@ export interface DeviceSessionOptions {
   crc?: boolean;
   /** Tests: sees each frame before it is sent and may send other frames first. */
   beforeSend?: (frame: Uint8Array, send: (frame: Uint8Array) => void) => void;
+  /** Micro-batches of a step in flight at once (default 2; 1 runs them one after another). */
+  pipeline?: number;
 }
+
+/** Micro-batches in flight by default: the coordinator computes one while the device serves the other. */
+export const DEFAULT_PIPELINE = 2;
 
 export interface StepOptions {
   lr: number;
@@ -111,6 +120,8 @@ export class DeviceSession {
   readonly #inputs = new Map<string, F32>();
   /** Scratch per projection / width: ΔY and G buffers, ∂X. */
   readonly #scratch = new Map<string, F32>();
+  /** Decoded values are reused: trainStep consumes each frame's before it awaits the next. */
+  readonly #decoded = new DecodeBuffers();
   #computeMs = 0;
 
   constructor(opts: DeviceSessionOptions) {
@@ -120,6 +131,10 @@ export class DeviceSession {
     this.#timeout = opts.frameTimeoutMs ?? 120_000;
     this.#feedback = new TopkFeedback(opts.k);
     this.selection = new DeviceSelection(opts.lora);
+    const pipeline = opts.pipeline ?? DEFAULT_PIPELINE;
+    if (!Number.isInteger(pipeline) || pipeline < 1) {
+      throw new RangeError(`DeviceSession: pipeline must be a positive integer, got ${pipeline}`);
+    }
   }
 
   /** Sends HELLO and waits for the coordinator's (which comes once the base model is loaded). */
@@ -163,21 +178,40 @@ export class DeviceSession {
     const active = new Set<string>();
     let sum = 0;
     lora.zeroGrad();
-    for (const [micro, b] of micros.entries()) {
-      const { B, T } = b, D = this.config.dim, V = this.config.vocabSize, M = B * T;
-      const at = { step, micro };
+    const depth = Math.min(this.#o.pipeline ?? DEFAULT_PIPELINE, micros.length);
+    const D = this.config.dim, V = this.config.vocabSize;
+    let started = 0, finished = 0;
+    const inFlight = new Set<number>();
+    const start = () => {
+      const micro = started++, b = micros[micro];
+      inFlight.add(micro);
       this.#compute(() => {
         const h0 = ends.embed(b.ids, b);
-        this.#sendTensor("HIDDEN_H0", at, 0, [], [{ data: h0, shape: [B, T, D] }]);
+        this.#sendTensor("HIDDEN_H0", { step, micro }, 0, [], [{ data: h0, shape: [b.B, b.T, D] }]);
       });
-      for (;;) {
+    };
+    try {
+      while (started < depth) start();
+      while (finished < micros.length) {
         const f = await this.#next("a frame of the step", this.#timeout);
+        if (
+          f.type !== "STEP_END" && f.type !== "HIDDEN_HL" && f.type !== "GROUP_INPUT" &&
+          f.type !== "GROUP_GRAD"
+        ) {
+          throw new DeviceProtocolError(
+            `unexpected ${f.type} from the coordinator in step ${step} micro-batch ${f.micro}`,
+          );
+        }
+        this.#check(f, step, inFlight);
+        const micro = f.micro, b = micros[micro], M = b.B * b.T;
+        const at = { step, micro };
         if (f.type === "STEP_END") {
-          this.#check(f, at);
-          break;
+          inFlight.delete(micro);
+          finished++;
+          if (started < micros.length) start();
+          continue;
         }
         if (f.type === "HIDDEN_HL") {
-          this.#check(f, at);
           this.#compute(() => {
             const r = ends.headForward(f.tensors[0].data, b.targets, b, { grad: true });
             this.flops.head += headForwardFlops(M, D, V);
@@ -187,24 +221,16 @@ export class DeviceSession {
             }
             const dh = ends.headBackward({ scale });
             this.flops.head += headBackwardFlops(M, D, V);
-            this.#sendTensor("GRAD_HL", at, 0, [], [{ data: dh, shape: [B, T, D] }]);
+            this.#sendTensor("GRAD_HL", at, 0, [], [{ data: dh, shape: [b.B, b.T, D] }]);
           });
           continue;
         }
-        if (f.type === "GROUP_INPUT") {
-          this.#check(f, at);
-          this.#compute(() => this.#loraForward(f, M, active));
-          continue;
-        }
-        if (f.type === "GROUP_GRAD") {
-          this.#check(f, at);
-          this.#compute(() => this.#loraBackward(f, M));
-          continue;
-        }
-        throw new DeviceProtocolError(
-          `unexpected ${f.type} from the coordinator in step ${step} micro-batch ${micro}`,
-        );
+        lora.usePass(micro);
+        if (f.type === "GROUP_INPUT") this.#compute(() => this.#loraForward(f, M, active));
+        else this.#compute(() => this.#loraBackward(f, M));
       }
+    } finally {
+      lora.usePass(0);
     }
     let gradNorm = 0;
     this.#compute(() => {
@@ -326,7 +352,11 @@ export class DeviceSession {
       let f: Frame;
       const t = performance.now();
       try {
-        f = decodeFrame(this.#o.k, bytes, { from: "coordinator", limits: this.#limits });
+        f = decodeFrame(this.#o.k, bytes, {
+          from: "coordinator",
+          limits: this.#limits,
+          buffers: this.#decoded,
+        });
       } catch (e) {
         if (e instanceof ProtocolError) {
           throw new DeviceProtocolError(`the coordinator sent a malformed frame: ${e.message}`);
@@ -368,11 +398,11 @@ export class DeviceSession {
     }
   }
 
-  #check(f: Frame, at: { step: number; micro: number }): void {
-    if (f.step !== at.step || f.micro !== at.micro) {
+  #check(f: Frame, step: number, inFlight: ReadonlySet<number>): void {
+    if (f.step !== step || !inFlight.has(f.micro)) {
       throw new DeviceProtocolError(
-        `${f.type} for step ${f.step} micro-batch ${f.micro} arrived during step ${at.step} ` +
-          `micro-batch ${at.micro}`,
+        `${f.type} for step ${f.step} micro-batch ${f.micro} arrived during step ${step}, ` +
+          `micro-batches [${[...inFlight]}] in flight`,
       );
     }
   }
@@ -421,7 +451,7 @@ export class DeviceSession {
         `GROUP_INPUT layer ${layer} [${modules}] has ${x.data.length} values, expected ${M}·${inDim}`,
       );
     }
-    const X = this.#buffer(this.#inputs, `${layer}/${g}`, [M, inDim]);
+    const X = this.#buffer(this.#inputs, `${f.micro}/${layer}/${g}`, [M, inDim]);
     X.data.set(x.data);
     const outputs = modules.map((proj) => {
       const Y = this.#buffer(this.#scratch, `dy/${proj}`, [M, projDims(this.config, proj).outDim]);

@@ -76,6 +76,12 @@ class ByteQueue {
     return this.#buf.subarray(this.#start, this.#start + n);
   }
 
+  /** Drops n bytes. */
+  skip(n: number): void {
+    this.#start += n;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+  }
+
   take(n: number): Uint8Array {
     const out = this.#buf.slice(this.#start, this.#start + n);
     this.#start += n;
@@ -221,7 +227,8 @@ export class RawWebSocket {
     const maskAt = 2 + ext;
     crypto.getRandomValues(frame.subarray(maskAt, maskAt + 4));
     const mask = frame.subarray(maskAt, maskAt + 4), at = maskAt + 4;
-    for (let i = 0; i < n; i++) frame[at + i] = payload[i] ^ mask[i & 3];
+    frame.set(payload, at);
+    xorMask(frame.subarray(at), mask);
     this.#pending = this.#pending.then(() => writeAll(this.#conn, frame)).catch(() => {
       // Writing fails once the peer has closed. Its close frame may still sit unread: give the
       // read loop a moment to report it before calling the connection simply broken.
@@ -322,13 +329,29 @@ function parseFrame(
   if (n > maxMessage) throw new Error(`WebSocket message of ${n} bytes exceeds ${maxMessage}`);
   const maskLen = masked ? 4 : 0;
   if (q.length < at + maskLen + n) return null;
-  const all = q.take(at + maskLen + n);
-  const payload = all.slice(at + maskLen);
-  if (masked) {
-    const mask = all.subarray(at, at + 4);
-    for (let i = 0; i < n; i++) payload[i] ^= mask[i & 3];
-  }
+  const mask = masked ? q.peek(at + 4).slice(at) : null;
+  q.skip(at + maskLen);
+  const payload = q.take(n);
+  if (mask !== null) xorMask(payload, mask);
   return { opcode, fin, payload };
+}
+
+/** bytes[i] ^= mask[i & 3] (RFC 6455 masking), four bytes at a time where aligned. */
+export function xorMask(bytes: Uint8Array, mask: Uint8Array): void {
+  const n = bytes.length;
+  let i = 0;
+  for (; i < n && (bytes.byteOffset + i) % 4 !== 0; i++) bytes[i] ^= mask[i & 3];
+  const words = (n - i) >> 2;
+  if (words > 0) {
+    // The mask as a word read at offset i of the payload (platform byte order).
+    const m = new Uint8Array(4);
+    for (let j = 0; j < 4; j++) m[j] = mask[(i + j) & 3];
+    const m32 = new Uint32Array(m.buffer)[0];
+    const w = new Uint32Array(bytes.buffer, bytes.byteOffset + i, words);
+    for (let j = 0; j < words; j++) w[j] ^= m32;
+    i += 4 * words;
+  }
+  for (; i < n; i++) bytes[i] ^= mask[i & 3];
 }
 
 async function readChunk(

@@ -85,6 +85,13 @@ interface Module {
   Xd: F32 | null;
 }
 
+/** The forward state of a pass that is not the current one (LocalLora.usePass). */
+interface PassState {
+  xa: F32 | null;
+  xaRows: number;
+  modules: Pick<Module, "X" | "XA" | "M" | "mask" | "Xd">[];
+}
+
 export class LocalLora implements LoraHooks, Freeable {
   readonly rank: number;
   readonly alpha: number;
@@ -106,6 +113,9 @@ export class LocalLora implements LoraHooks, Freeable {
   #xaRows = 0;
   #dxTmp: F32 | null = null;
   #dropRng: () => number;
+  /** The pass that forward/backward serve now, and the saved state of the others (usePass). */
+  #pass = 0;
+  readonly #otherPasses = new Map<number, PassState>();
 
   constructor(readonly k: Kernels, readonly config: LlamaConfig, opts: LoraOptions) {
     const { rank, alpha } = opts;
@@ -232,6 +242,34 @@ export class LocalLora implements LoraHooks, Freeable {
     if (p) p.lap("lora.local.bwd", t);
   }
 
+  /**
+   * Which pass in flight the next forward/backward calls belong to (default 0). Each pass keeps
+   * its own forward state (X, X·Aᵀ, dropout) until its backward, so several micro-batches may be
+   * between their forward and backward at once (a device pipelining micro-batches); all of them
+   * accumulate into the same dA, dB.
+   */
+  usePass(id: number): void {
+    if (id === this.#pass) return;
+    this.#otherPasses.set(this.#pass, {
+      xa: this.#xa,
+      xaRows: this.#xaRows,
+      modules: this.#order.map((m) => ({ X: m.X, XA: m.XA, M: m.M, mask: m.mask, Xd: m.Xd })),
+    });
+    const next = this.#otherPasses.get(id);
+    this.#otherPasses.delete(id);
+    this.#xa = next?.xa ?? null;
+    this.#xaRows = next?.xaRows ?? 0;
+    this.#order.forEach((m, i) => {
+      const saved = next?.modules[i];
+      m.X = saved?.X ?? null;
+      m.XA = saved?.XA ?? null;
+      m.M = saved?.M ?? 0;
+      m.mask = saved?.mask ?? null;
+      m.Xd = saved?.Xd ?? null;
+    });
+    this.#pass = id;
+  }
+
   // --- active set ----------------------------------------------------------------------------
 
   /** Keys ("3.q") of every module, in order. */
@@ -355,6 +393,11 @@ export class LocalLora implements LoraHooks, Freeable {
     this.#xa?.free();
     this.#dxTmp?.free();
     for (const m of this.#order) m.Xd?.free();
+    for (const p of this.#otherPasses.values()) {
+      p.xa?.free();
+      for (const m of p.modules) m.Xd?.free();
+    }
+    this.#otherPasses.clear();
     this.#xa = this.#dxTmp = null;
   }
 

@@ -9,6 +9,7 @@ import { assert, assertEquals, assertThrows, randn, testKernels } from "../../te
 import { crc32 } from "./crc32.ts";
 import { ProtocolError } from "./errors.ts";
 import {
+  DecodeBuffers,
   decodeFrame,
   decodeHeader,
   encodeControlFrame,
@@ -534,4 +535,80 @@ Deno.test("protocol: encoding and decoding free their wasm scratch, on success a
   assertEquals(k.liveBytes - live > 0, true, "the top-k residual is kept");
   fb.free();
   assertEquals(k.liveBytes, live);
+});
+
+Deno.test("protocol: f16/bf16 refuse NaN and ±Inf at any index, naming the value; bf16 decodes bit-exact", () => {
+  for (const codec of ["f16", "bf16"] as const) {
+    for (const n of [1, 2, 7, 8]) {
+      for (let at = 0; at < n; at++) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const x = new Float32Array(n).fill(0.5);
+          x[at] = bad;
+          const e = assertThrows(() =>
+            encodeTensorFrame(k, {
+              type: "HIDDEN_HL",
+              session: 1,
+              step: 1,
+              tensors: [{ data: x, shape: [n], codec }],
+            })
+          );
+          assert(e instanceof ProtocolError && e.code === "nonfinite", `${codec} ${n}@${at}`);
+          assert(
+            e.message.includes(`value ${at} is ${bad}`) && !/overflows/.test(e.message),
+            e.message,
+          );
+        }
+      }
+    }
+  }
+  // bf16 values (x already representable) come back exactly, signs and subnormals included.
+  const bits = [0x0000, 0x8000, 0x3f80, 0xc020, 0x3800, 0x800a, 0x0001, 0x7f7f, 0xff7f];
+  const x = new Float32Array(new Uint32Array(bits.map((b) => b << 16)).buffer);
+  const f = decodeFrame(
+    k,
+    encodeTensorFrame(k, {
+      type: "HIDDEN_HL",
+      session: 1,
+      step: 1,
+      tensors: [{ data: x, shape: [x.length], codec: "bf16" }],
+    }),
+    { from: "coordinator" },
+  );
+  const got = (f as { tensors: { data: Float32Array }[] }).tensors[0].data;
+  assertEquals([...new Uint32Array(got.buffer, got.byteOffset, got.length)], [
+    ...new Uint32Array(x.buffer),
+  ]);
+  assertEquals(Object.is(got[1], -0), true);
+});
+
+Deno.test("protocol: decoding into reused DecodeBuffers gives the values of a plain decode, kept for one more frame", () => {
+  const buffers = new DecodeBuffers();
+  const frames = CODECS.map((codec, i) =>
+    encodeTensorFrame(k, {
+      type: "GROUP_GRAD",
+      session: 3,
+      step: i,
+      layer: 1,
+      tensors: [
+        { module: "q", data: randn(6 * 8, 10 + i), shape: [6, 8], codec },
+        { module: "v", data: randn(6 * 4, 20 + i), shape: [6, 4], codec },
+      ],
+    }, { topkRatio: 0.5, crc: false })
+  );
+  let previous: { got: Float32Array[]; want: Float32Array[] } | null = null;
+  for (const bytes of [...frames, ...frames]) {
+    const want = tensorsFrame(decodeFrame(k, bytes)).tensors.map((t) => t.data);
+    const got = tensorsFrame(decodeFrame(k, bytes, { buffers })).tensors.map((t) => t.data);
+    assertEquals(got.map((x) => [...x]), want.map((x) => [...x]));
+    // The frame before is still intact (two generations alternate).
+    if (previous !== null) {
+      assertEquals(previous.got.map((x) => [...x]), previous.want.map((x) => [...x]));
+    }
+    previous = { got, want };
+  }
+  // A refused payload is still refused with buffers (and throws the same error).
+  const bad = frames[0].slice();
+  new DataView(bad.buffer).setFloat32(payloadAt(bad, 0).offset + 4, NaN, true);
+  const e = assertThrows(() => decodeFrame(k, bad, { buffers }));
+  assert(e instanceof ProtocolError && e.code === "nonfinite", String(e));
 });

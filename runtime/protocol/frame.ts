@@ -183,6 +183,36 @@ export interface DecodeOptions {
   limits?: Partial<Limits>;
   /** The sender's role: a frame type it may not send is refused ("wrong-direction"). */
   from?: Role;
+  /**
+   * Decode the tensors into these reused buffers instead of new arrays: the values then stay
+   * valid only until the second-next decode with the same `DecodeBuffers`.
+   */
+  buffers?: DecodeBuffers;
+}
+
+/**
+ * Output buffers that a stream of decodes reuses (two generations, alternating), so a receiver
+ * that consumes each frame's values before the next but one arrives allocates nothing per frame.
+ */
+export class DecodeBuffers {
+  readonly #generations: Float32Array[][] = [[], []];
+  #turn = 0;
+
+  /** Starts the next frame's generation. */
+  next(): void {
+    this.#turn ^= 1;
+  }
+
+  /** Tensor i's output of n values in the current generation. */
+  take(i: number, n: number): Float32Array {
+    const gen = this.#generations[this.#turn];
+    let b = gen[i];
+    if (b === undefined || b.length < n) {
+      b = new Float32Array(n);
+      gen[i] = b;
+    }
+    return b.length === n ? b : b.subarray(0, n);
+  }
 }
 
 const MAGIC_BYTES = new TextEncoder().encode(MAGIC);
@@ -418,7 +448,12 @@ export function decodeFrame(k: Kernels, bytes: Uint8Array, opts: DecodeOptions =
   const body = bytes.subarray(HEADER_BYTES);
   try {
     if (isTensorType(h.type)) {
-      return { ...header, type: h.type, tensors: decodeTensors(k, h, body, limits) };
+      opts.buffers?.next();
+      return {
+        ...header,
+        type: h.type,
+        tensors: decodeTensors(k, h, body, limits, opts.buffers),
+      };
     }
     return decodeControl(h, header, body);
   } catch (e) {
@@ -462,6 +497,7 @@ function decodeTensors(
   h: RawHeader,
   body: Uint8Array,
   limits: Limits,
+  buffers?: DecodeBuffers,
 ): DecodedTensor[] {
   const type = h.type as TensorMessageType;
   checkModules(type, h.mask, (m) => {
@@ -582,6 +618,7 @@ function decodeTensors(
       t.n,
       t.shape[t.shape.length - 1],
       `${type} tensor ${i}${t.module ? ` (${t.module})` : ""}`,
+      buffers?.take(i, t.n),
     ),
     payloadBytes: t.payload.length,
   }));
@@ -769,6 +806,20 @@ function sealFrame(frame: Uint8Array, flags: number): Uint8Array {
   return frame;
 }
 
+/** Writes one tensor's sub-header at `p`; returns where its payload starts. */
+function writeSubHeader(v: DataView, p: number, t: PlannedTensor, payloadBytes: number): number {
+  v.setUint8(p, t.module === null ? NO_MODULE : PROJS.indexOf(t.module));
+  v.setUint8(p + 1, CODECS[t.codec]);
+  v.setUint8(p + 2, t.shape.length);
+  p += 4;
+  for (const d of t.shape) {
+    v.setUint32(p, d, true);
+    p += 4;
+  }
+  v.setUint32(p, payloadBytes, true);
+  return p + 4;
+}
+
 interface PlannedTensor {
   module: Proj | null;
   codec: Codec;
@@ -942,6 +993,30 @@ export function encodeTensorFrame(
       } limit (${type}); send fewer elements per frame or a smaller codec`,
     );
   }
+  // Fixed-size payloads go straight into the frame (no copy in between).
+  const fixed = plan.map((t) => fixedPayloadBytes(t.codec, t.n, t.cols));
+  if (fixed.every((b) => b !== null)) {
+    let bodyLength = 0;
+    for (const [i, t] of plan.entries()) {
+      bodyLength += 8 + 4 * t.shape.length + fixed[i]! + pad4(fixed[i]!);
+    }
+    const { frame, v } = startFrame(h, bodyLength, limits);
+    let p = HEADER_BYTES;
+    for (const [i, t] of plan.entries()) {
+      p = writeSubHeader(v, p, t, fixed[i]!);
+      encodePayload(k, {
+        codec: t.codec,
+        data: t.data,
+        n: t.n,
+        cols: t.cols,
+        kCount: t.kCount,
+        where: `${type} tensor ${i}${t.module ? ` (${t.module})` : ""}`,
+      }, frame.subarray(p, p + fixed[i]!));
+      p += fixed[i]! + pad4(fixed[i]!);
+    }
+    return sealFrame(frame, h.flags);
+  }
+  // Encode payloads; feedback residuals are staged and committed only once the frame exists.
   // Encode payloads; feedback residuals are staged and committed only once the frame exists.
   const staged = new Map<string, ReturnType<TopkFeedback["stage"]>>();
   try {
@@ -972,16 +1047,7 @@ export function encodeTensorFrame(
     const { frame, v } = startFrame(h, bodyLength, limits);
     let p = HEADER_BYTES;
     for (const [i, t] of plan.entries()) {
-      v.setUint8(p, t.module === null ? NO_MODULE : PROJS.indexOf(t.module));
-      v.setUint8(p + 1, CODECS[t.codec]);
-      v.setUint8(p + 2, t.shape.length);
-      p += 4;
-      for (const d of t.shape) {
-        v.setUint32(p, d, true);
-        p += 4;
-      }
-      v.setUint32(p, payloads[i].length, true);
-      p += 4;
+      p = writeSubHeader(v, p, t, payloads[i].length);
       frame.set(payloads[i], p);
       p += payloads[i].length + pad4(payloads[i].length);
     }

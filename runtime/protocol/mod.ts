@@ -42,6 +42,7 @@ export { type TensorData, TopkFeedback } from "./payload.ts";
 export {
   type AckFrame,
   type ControlFrameInput,
+  DecodeBuffers,
   type DecodedTensor,
   decodeFrame,
   decodeHeader,

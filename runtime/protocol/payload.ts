@@ -56,6 +56,20 @@ export function firstNonFinite(x: Float32Array): number {
   return -1;
 }
 
+/** Index of the first 16-bit value whose exponent bits (`expMask`) are all ones, or −1. */
+function firstAllOnesExponent(bits: WasmArray<"u16">, expMask: number): number {
+  const n = bits.length, b = bits.data;
+  // Two values per 32-bit word (wasm allocations are aligned); either half may hold the hit.
+  const words = new Uint32Array(b.buffer, b.byteOffset, n >> 1), hi = expMask << 16;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    if ((w & expMask) === expMask || (w & hi) === hi) {
+      return (b[2 * i] & expMask) === expMask ? 2 * i : 2 * i + 1;
+    }
+  }
+  return n & 1 && (b[n - 1] & expMask) === expMask ? n - 1 : -1;
+}
+
 /** Copies `bytes` into a new wasm array of `dtype` (the byte length must be a whole number of elements). */
 function wasmBytes<D extends "u8" | "u16" | "f32">(
   k: Kernels,
@@ -66,6 +80,13 @@ function wasmBytes<D extends "u8" | "u16" | "f32">(
   const a = k.alloc(bytes.length / size, dtype);
   new Uint8Array(k.memory.buffer, a.ptr, bytes.length).set(bytes);
   return a;
+}
+
+/** A wasm array's values in `into`, or in a new array. */
+function copyValues(a: F32, into: Float32Array | undefined): Float32Array {
+  if (into === undefined) return a.toArray();
+  into.set(a.data);
+  return into;
 }
 
 /** A copy of a wasm array's bytes. */
@@ -183,16 +204,31 @@ export interface PayloadRequest {
 }
 
 /**
- * The payload bytes of one tensor (a copy, safe across wasm allocations). Throws ProtocolError
- * "nonfinite" for NaN/Inf in the input or f16/bf16 overflow; nothing outside is changed then.
+ * The payload bytes of one tensor (a copy, safe across wasm allocations), written into `into`
+ * when given (exactly the codec's fixed payload size; not for topk, whose size is known only
+ * after encoding). Throws ProtocolError "nonfinite" for NaN/Inf in the input or f16/bf16
+ * overflow; nothing outside (but `into`) is changed then.
  */
-export function encodePayload(k: Kernels, req: PayloadRequest): Uint8Array {
+export function encodePayload(k: Kernels, req: PayloadRequest, into?: Uint8Array): Uint8Array {
   const { codec, n, cols, where } = req;
   const values = valuesOf(req.data);
-  const bad = firstNonFinite(values);
-  if (bad >= 0) throw nonFiniteError(where, bad, values[bad]);
+  const fixed = fixedPayloadBytes(codec, n, cols);
+  if (into !== undefined && into.length !== fixed) {
+    throw new RangeError(
+      `encodePayload: ${codec} payload of ${n} values takes ${fixed ?? "a variable number of"} ` +
+        `bytes; the buffer given has ${into.length}`,
+    );
+  }
+  // f16/bf16 carry NaN/Inf as an all-ones exponent: the check on the converted bits finds them.
+  if (codec !== "f16" && codec !== "bf16") {
+    const bad = firstNonFinite(values);
+    if (bad >= 0) throw nonFiniteError(where, bad, values[bad]);
+  }
   if (codec === "f32") {
-    return new Uint8Array(values.buffer, values.byteOffset, 4 * n).slice();
+    const bytes = new Uint8Array(values.buffer, values.byteOffset, 4 * n);
+    if (into === undefined) return bytes.slice();
+    into.set(bytes);
+    return into;
   }
   const src = inWasm(k, req.data);
   const scratch: WasmArray<"u8" | "u16" | "f32">[] = [];
@@ -202,20 +238,21 @@ export function encodePayload(k: Kernels, req: PayloadRequest): Uint8Array {
       const bits = k.alloc(n, "u16");
       scratch.push(bits);
       (codec === "f16" ? f32ToF16 : f32ToBf16)(k, x, bits);
-      const expMask = codec === "f16" ? 0x7c00 : 0x7f80;
-      const b = bits.data;
-      for (let i = 0; i < n; i++) {
-        if ((b[i] & expMask) === expMask) {
-          const max = codec === "f16" ? "±65504" : "±3.39e38";
-          throw nonFiniteError(
-            where,
-            i,
-            x.data[i],
-            ` and overflows ${codec} (max ${max}); use bf16 or f32`,
-          );
-        }
+      const bad = firstAllOnesExponent(bits, codec === "f16" ? 0x7c00 : 0x7f80);
+      if (bad >= 0) {
+        const v = x.data[bad];
+        const max = codec === "f16" ? "±65504" : "±3.39e38";
+        throw nonFiniteError(
+          where,
+          bad,
+          v,
+          Number.isFinite(v) ? ` and overflows ${codec} (max ${max}); use bf16 or f32` : "",
+        );
       }
-      return copyOut(bits);
+      const out = new Uint8Array(k.memory.buffer, bits.ptr, 2 * n);
+      if (into === undefined) return out.slice();
+      into.set(out);
+      return into;
     }
     if (codec === "int8") {
       const rows = n / cols;
@@ -234,11 +271,12 @@ export function encodePayload(k: Kernels, req: PayloadRequest): Uint8Array {
           );
         }
       }
-      const out = new Uint8Array(4 * rows + n);
+      const out = into ?? new Uint8Array(4 * rows + n);
       out.set(new Uint8Array(k.memory.buffer, scales.ptr, 4 * rows), 0);
       out.set(new Uint8Array(k.memory.buffer, q.ptr, n), 4 * rows);
       return out;
     }
+    if (into !== undefined) throw new RangeError("encodePayload: topk has no fixed size");
     const out = k.alloc(topkMaxBytes(n, req.kCount), "u8");
     scratch.push(out);
     const written = req.residual
@@ -275,7 +313,8 @@ const CODEC_REASON_CODES: Record<CodecErrorReason, ProtocolErrorCode> = {
 
 /**
  * Decodes one payload (already checked to have the codec's length, except topk whose layout the
- * kernel checks) into a new Float32Array of n values. Throws ProtocolError; `bytes` is only read.
+ * kernel checks) into a new Float32Array of n values, or into `into` (n values; overwritten, also
+ * in part when the payload is refused). Throws ProtocolError; `bytes` is only read.
  */
 export function decodePayload(
   k: Kernels,
@@ -284,13 +323,31 @@ export function decodePayload(
   n: number,
   cols: number,
   where: Where,
+  into?: Float32Array,
 ): Float32Array {
+  if (into !== undefined && into.length !== n) {
+    throw new RangeError(`decodePayload: ${n} values do not fit a buffer of ${into.length}`);
+  }
   if (codec === "f32") {
-    const out = new Float32Array(n);
-    new Uint8Array(out.buffer).set(bytes);
-    const bits = new Uint32Array(out.buffer);
+    const out = into ?? new Float32Array(n);
+    new Uint8Array(out.buffer, out.byteOffset, 4 * n).set(bytes);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) {
       if ((bits[i] & 0x7f800000) === 0x7f800000) throw nonFiniteError(where, i, out[i]);
+    }
+    return out;
+  }
+  if (codec === "bf16" && bytes.byteOffset % 2 === 0) {
+    // Exact widening (the top half of an f32), checked and done in one pass.
+    const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    const out = into ?? new Float32Array(n);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      const b = src[i];
+      if ((b & 0x7f80) === 0x7f80) {
+        throw nonFiniteError(where, i, b & 0x007f ? NaN : b & 0x8000 ? -Infinity : Infinity);
+      }
+      bits[i] = b << 16;
     }
     return out;
   }
@@ -312,7 +369,7 @@ export function decodePayload(
       const out = k.alloc(n);
       owned.push(out);
       (codec === "f16" ? f16ToF32 : bf16ToF32)(k, src, out);
-      return out.toArray();
+      return copyValues(out, into);
     }
     if (codec === "int8") {
       const rows = n / cols;
@@ -343,13 +400,13 @@ export function decodePayload(
       const out = k.alloc(n);
       owned.push(q, out);
       dequantizeInt8Rows(k, q, scales, rows, cols, out);
-      return out.toArray();
+      return copyValues(out, into);
     }
     const src = wasmBytes(k, bytes, "u8");
     const out = k.alloc(n);
     owned.push(src, out);
     topkDecode(k, src, bytes.length, n, out);
-    return out.toArray();
+    return copyValues(out, into);
   } catch (e) {
     if (e instanceof CodecError) {
       throw new ProtocolError(

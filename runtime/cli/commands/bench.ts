@@ -27,6 +27,7 @@ export const benchFlags = {
   threads: "number",
   steps: "number",
   seconds: "number",
+  "micro-batch": "number",
 } as const;
 
 export interface BenchRow {
@@ -82,7 +83,10 @@ export async function benchCommand(flags: Flags): Promise<Record<string, unknown
     const steps = flags.steps === undefined
       ? undefined
       : optionalInt(flags, "steps", 5, "bench split");
-    return await benchSplit({ quick: flags.quick === true, threads, steps });
+    const microBatch = flags["micro-batch"] === undefined
+      ? undefined
+      : optionalInt(flags, "micro-batch", 4, "bench split");
+    return await benchSplit({ quick: flags.quick === true, threads, steps, microBatch });
   }
   if (what === "load") {
     const seconds = flags.seconds === undefined

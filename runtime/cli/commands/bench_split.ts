@@ -10,6 +10,10 @@
  * for the local baseline: 1 and 2 threads, or just `--threads N`. The target compares the best
  * bf16 split step with the best local step over the thread counts measured. --quick: 2 timed
  * steps (and 1 warm-up) of a shorter sequence (64), which the target is then not judged on.
+ * `--micro-batch N` splits the device's batch into micro-batches of N rows, pipelined 2 in
+ * flight (DLORA.md §2; the gradient stays the whole batch's). Default the whole batch in one: on
+ * this shared 2-core box, where the device and coordinator compete for the same cores, halves
+ * pipelined measured no faster (see README).
  */
 import { sharedText, startStack } from "../../../coordinator/step_testing.ts";
 import type { StepReport } from "../../../coordinator/session.ts";
@@ -29,6 +33,9 @@ export interface SplitOptions {
   /** Kernel threads of the device and of the coordinator's model worker. */
   threads: number;
   host?: "worker" | "in-thread";
+  /** Rows per micro-batch on the device (default the whole batch) and how many are in flight. */
+  microBatch?: number;
+  pipeline?: number;
   /** Private text of the device (default 200k characters of tinyshakespeare). */
   text?: string;
 }
@@ -78,6 +85,8 @@ export async function measureSplit(o: SplitOptions): Promise<SplitTiming> {
       jobId,
       text: o.text ?? sharedText("tinyshakespeare.txt", 200_000),
       threads: o.threads,
+      microBatch: o.microBatch,
+      pipeline: o.pipeline,
     });
     await stack.executor.idle();
     const split = median(r.stepSeconds.slice(1));
@@ -123,6 +132,8 @@ export interface SplitRow extends SplitTiming {
   batch: number;
   seq_len: number;
   threads: number;
+  /** Rows per micro-batch of the split step (several are pipelined, 2 in flight). */
+  micro_batch: number;
   local_step_ms: number;
   /** split_step_ms / local_step_ms. */
   overhead: number;
@@ -132,13 +143,14 @@ export const SPLIT_CODECS = ["f32", "bf16"] as const;
 const TARGET = { name: "overhead bf16 ≤ 1.3", codec: "bf16", max: 1.3, batch: 8, seqLen: 256 };
 
 export async function benchSplit(
-  o: { quick: boolean; threads?: number; steps?: number },
+  o: { quick: boolean; threads?: number; steps?: number; microBatch?: number },
 ): Promise<Record<string, unknown>> {
   const batch = 8, seqLen = o.quick ? 64 : 256, steps = o.steps ?? (o.quick ? 2 : 5);
+  const microBatch = Math.min(o.microBatch ?? batch, batch);
   const rows: SplitRow[] = [];
   for (const threads of o.threads === undefined ? [1, 2] : [o.threads]) {
     for (const codec of SPLIT_CODECS) {
-      rows.push(await splitRow(codec, batch, seqLen, steps, threads));
+      rows.push(await splitRow(codec, batch, seqLen, steps, threads, microBatch));
     }
   }
   return { rows, targets: judgeSplit(rows), quick: o.quick };
@@ -150,21 +162,23 @@ async function splitRow(
   seqLen: number,
   steps: number,
   threads: number,
+  microBatch: number,
 ): Promise<SplitRow> {
   // Split then local at once, so slow phases of this shared machine hit both alike.
-  const split = await measureSplit({ codec, batch, seqLen, steps, threads });
+  const split = await measureSplit({ codec, batch, seqLen, steps, threads, microBatch });
   const local = await measureLocal({ batch, seqLen, steps, threads });
   const row: SplitRow = {
     codec,
     batch,
     seq_len: seqLen,
     threads,
+    micro_batch: microBatch,
     ...split,
     local_step_ms: local,
     overhead: +(split.split_step_ms / local).toFixed(3),
   };
   console.error(
-    `bench split: ${codec} ${batch}×${seqLen} threads=${threads}: split ` +
+    `bench split: ${codec} ${batch}×${seqLen} threads=${threads} micro-batch ${microBatch}: split ` +
       `${row.split_step_ms} ms (device ${row.device_compute_ms} + coordinator ` +
       `${row.coordinator_compute_ms} + transport/framing ${row.transport_and_framing_ms}) vs ` +
       `local ${local} ms → ×${row.overhead}; ↑ ${row.bytes_up} B ↓ ${row.bytes_down} B per step`,
