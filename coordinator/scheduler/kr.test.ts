@@ -7,7 +7,7 @@ import {
   type SchedulerState,
   type SelectionConfig,
 } from "./policy.ts";
-import { MODULES56, runSchedule } from "./testing.ts";
+import { costs260k, MODULES56, runSchedule } from "./testing.ts";
 
 const CONFIG: SelectionConfig = { warmup: 10, period: 8, probeFraction: 0.25, probeWindow: 3 };
 const MODS = ["a", "b", "c", "d", "e", "f", "g", "h"];
@@ -167,4 +167,36 @@ Deno.test("kr: the same seed gives the same run, another seed other probes", () 
     }).state.history;
   assertEquals(run(4), run(4));
   assert(JSON.stringify(run(4)) !== JSON.stringify(run(5)), "tie-breaks follow the rng");
+});
+
+Deno.test("kr: a cost budget keeps the kept modules' summed cost under ρ·Σcost", () => {
+  const costs = costs260k(MODULES56);
+  const all = [...costs.values()].reduce((a, b) => a + b, 0);
+  // The big MLP modules score highest: by count they would fill the budget; by cost fewer fit.
+  const score = (m: string) => (m.endsWith("gate") || m.endsWith("up") ? 10 : 1) + m.length / 100;
+  const { trace } = runSchedule({
+    policy: kr,
+    modules: MODULES56,
+    config: { ...CONFIG, probeFraction: 0 },
+    totalSteps: 40,
+    budget: () => ({ rho: 0.125, over: "cost" }),
+    score,
+    seed: 3,
+    costs,
+  });
+  const first = trace.find((t) => t.step === 10)!;
+  const kept = first.decision.active;
+  const used = kept.reduce((s, m) => s + costs.get(m)!, 0);
+  assert(used <= 0.125 * all, `kept cost ${used} over ${0.125 * all}`);
+  assert(kept.length < budgetCount(0.125, MODULES56.length), "the budget bought fewer big modules");
+  // ⌊1156/236⌋ = 4 of the top-scoring MLP modules, then a cheaper one in the room left.
+  assertEquals(kept.filter((m) => m.endsWith("gate") || m.endsWith("up")).length, 4);
+  // Greedy fill: nothing left out would still fit.
+  const room = 0.125 * all - used;
+  assert(MODULES56.every((m) => kept.includes(m) || costs.get(m)! > room));
+  assertEquals(first.state.history.at(-1)!.keep, null);
+  for (const t of trace) {
+    const c = t.state.active.reduce((s, m) => s + costs.get(m)!, 0);
+    assert(c <= 0.125 * all || t.step < 10, `step ${t.step}: cost ${c}`);
+  }
 });

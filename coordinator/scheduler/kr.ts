@@ -9,9 +9,9 @@
  * event too: the budget passed in then applies to it.
  */
 import {
-  budgetCount,
   type Decision,
   type DecisionInput,
+  fillBudget,
   inModuleOrder,
   longestKilledFirst,
   noChange,
@@ -54,14 +54,14 @@ export const kr: SelectionPolicy = {
     const revived: string[] = [];
     // Room under a grown budget: revive the longest-killed outright.
     if ("rho" in input.budget) {
-      const room = budgetCount(input.budget.rho, modules.length) - active.size;
-      if (room > 0) {
-        const pool = modules.filter((m) => !trainedNow.has(m));
-        for (const m of longestKilledFirst(pool, since, rng).slice(0, room)) {
-          active.add(m);
-          revived.push(m);
-          events.push({ kind: "revive", module: m });
-        }
+      const pool = modules.filter((m) => !trainedNow.has(m));
+      const fill = pool.length === 0
+        ? []
+        : fillBudget(input, input.budget, longestKilledFirst(pool, since, rng), [...active]);
+      for (const m of fill) {
+        active.add(m);
+        revived.push(m);
+        events.push({ kind: "revive", module: m });
       }
     }
     // New probes, only at a decision.

@@ -1,13 +1,13 @@
 /**
- * One-shot pruning (DLORA.md §3 baseline): at the end of the warm-up keep the top ⌈ρ·N⌉ modules by
+ * One-shot pruning (DLORA.md §3 baseline): at the end of the warm-up keep the top modules by
  * c_i (or those with c_i ≥ τ·median(c)) and never revive. A later, smaller budget (re-tiering)
  * prunes further among the survivors; a larger one revives nothing.
  */
 import {
-  budgetCount,
   type Decision,
   type DecisionInput,
   noChange,
+  overBudget,
   scheduleAt,
   scoreOf,
   selectByBudget,
@@ -17,11 +17,10 @@ import {
 export const oneshot: SelectionPolicy = {
   name: "oneshot",
   decide(input: DecisionInput): Decision {
-    const { step, state, modules, config } = input;
+    const { step, state, config } = input;
     if (!scheduleAt(step, config, input.totalSteps).decision) return noChange(state);
     const first = step === config.warmup;
-    const shrink = "rho" in input.budget &&
-      state.active.length > budgetCount(input.budget.rho, modules.length);
+    const shrink = "rho" in input.budget && overBudget(input, input.budget, state.active);
     if (!first && !shrink) return noChange(state);
     const keep = selectByBudget(input, state.active, state.active, "oneshot");
     const active = state.active.filter((m) => keep.has(m));

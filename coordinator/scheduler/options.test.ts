@@ -15,16 +15,30 @@ const RUN = { totalSteps: 200, stepsPerPass: 25 };
 Deno.test("selectionFromOptions: defaults, tier budget, overrides", () => {
   const s = selectionFromOptions(BASE, RUN);
   assertEquals(s.policy.name, "kr");
-  assertEquals(s.score, "change");
-  assertEquals(s.config, { warmup: 20, period: 25, probeFraction: 0.25, probeWindow: 25 });
-  assertEquals([s.budget(0.5), s.budget(0.125)], [{ rho: 0.5 }, { rho: 0.125 }]);
+  assertEquals(s.score, "effective");
+  // Warm-up 5% of 200; one pass (25) is shorter than 20% of the run; probe ⅛ of the period.
+  assertEquals(s.config, { warmup: 10, period: 25, probeFraction: 0.25, probeWindow: 3 });
+  assertEquals(s.lrScale, 2);
+  assertEquals([s.budget(0.5), s.budget(0.125)], [{ rho: 0.5, over: "count" }, {
+    rho: 0.125,
+    over: "count",
+  }]);
+  // A pass longer than the run: the period is 20% of it; q defaults to 0.1.
+  const long = selectionFromOptions(
+    { ...BASE, revive_fraction: undefined },
+    { totalSteps: 200, stepsPerPass: 1200 },
+  );
+  assertEquals(long.config, { warmup: 10, period: 40, probeFraction: 0.1, probeWindow: 5 });
+  assertEquals(selectionFromOptions({ ...BASE, policy: "all" }, RUN).lrScale, 1);
+  const cost = selectionFromOptions({ ...BASE, budget_over: "cost", lr_scale: 1 }, RUN);
+  assertEquals([cost.budget(0.25), cost.lrScale], [{ rho: 0.25, over: "cost" }, 1]);
   const o = selectionFromOptions(
     { ...BASE, warmup: 5, period: 10, probe: 4, score: "effective", budget: 0.3, export: "all" },
     RUN,
   );
   assertEquals(o.config, { warmup: 5, period: 10, probeFraction: 0.25, probeWindow: 4 });
   assertEquals([o.score, o.exportModules], ["effective", "all"]);
-  assertEquals(o.budget(0.5), { rho: 0.3 });
+  assertEquals(o.budget(0.5), { rho: 0.3, over: "count" });
   const t = selectionFromOptions({ ...BASE, mode: "threshold", tau: 0.5 }, RUN);
   assertEquals(t.budget(0.5), { tau: 0.5 });
 });
@@ -39,4 +53,10 @@ Deno.test("selectionFromOptions: errors a person can act on", () => {
   );
   assertThrows(() => selectionFromOptions({ ...BASE, budget: 2 }, RUN), /ρ must be in/);
   assertThrows(() => selectionFromOptions({ ...BASE, period: 0 }, RUN), /period must be/);
+  assertThrows(() => selectionFromOptions({ ...BASE, lr_scale: 0 }, RUN), /lr_scale must be a/);
+  assertThrows(
+    // deno-lint-ignore no-explicit-any
+    () => selectionFromOptions({ ...BASE, budget_over: "flops" as any }, RUN),
+    /budget_over must be "count" or "cost"/,
+  );
 });

@@ -2,10 +2,13 @@ import { assertEquals, assertThrows, rng } from "../../tests/util.ts";
 import { all, policyByName } from "./mod.ts";
 import {
   budgetCount,
+  fillBudget,
   initialState,
+  keepOf,
   longestKilledFirst,
   median,
   nextState,
+  overBudget,
   scheduleAt,
   type SelectionConfig,
 } from "./policy.ts";
@@ -100,4 +103,44 @@ Deno.test("policyByName knows kr, random, oneshot, all; all keeps every module",
     config: CONFIG,
   });
   assertEquals([d.active, d.revived, d.killed], [mods, ["b", "c"], []]);
+});
+
+Deno.test("fillBudget: by count ⌈ρ·N⌉ in all, by cost greedy under ρ·Σcost, skipping what no longer fits", () => {
+  const modules = ["a", "b", "c", "d"];
+  const costs = new Map([["a", 4], ["b", 1], ["c", 2], ["d", 1]]); // Σ = 8
+  const input = {
+    step: 10,
+    totalSteps: 20,
+    modules,
+    scores: new Map<string, number>(),
+    state: initialState(modules),
+    budget: { rho: 0.5 },
+    rng: rng(1),
+    config: CONFIG,
+    costs,
+  };
+  assertEquals(fillBudget(input, { rho: 0.5 }, ["a", "b", "c", "d"]), ["a", "b"]);
+  assertEquals(fillBudget(input, { rho: 0.5 }, ["c", "d", "a", "b"], ["x"]), ["c"]);
+  // Cap 0.5·8 = 4: "c" (2) fits, "a" (4) no longer does, "b" and "d" (1 each) do.
+  assertEquals(fillBudget(input, { rho: 0.5, over: "cost" }, ["c", "a", "b", "d"]), [
+    "c",
+    "b",
+    "d",
+  ]);
+  // Already used 3 of 4: only a cost-1 module fits.
+  assertEquals(fillBudget(input, { rho: 0.5, over: "cost" }, ["a", "c", "b"], ["c", "d"]), ["b"]);
+  // Never nothing: the first is kept even when alone it is over the cap (0.25·8 = 2 < 4).
+  assertEquals(fillBudget(input, { rho: 0.25, over: "cost" }, ["a", "c", "b"]), ["a"]);
+  assertEquals(overBudget(input, { rho: 0.25, over: "cost" }, ["a"]), false);
+  assertEquals(overBudget(input, { rho: 0.25, over: "cost" }, ["c", "b"]), true);
+  assertEquals(overBudget(input, { rho: 0.5 }, ["c", "b"]), false);
+  assertEquals(keepOf({ rho: 0.5, over: "cost" }, 4), null);
+  assertThrows(
+    () => fillBudget({ ...input, costs: undefined }, { rho: 0.5, over: "cost" }, ["a"]),
+    /cost budget needs a positive cost for every module; a has undefined/,
+  );
+  assertThrows(
+    () => fillBudget({ ...input, costs: new Map([["a", 0]]) }, { rho: 0.5, over: "cost" }, ["a"]),
+    /a has 0/,
+  );
 });

@@ -13,8 +13,13 @@
  * the previous event for every module that trained in between (active or probing).
  */
 
-/** ρ: keep the top ⌈ρ·N⌉ modules; τ: kill the modules with c_i < τ·median(c_active). */
-export type Budget = { rho: number } | { tau: number };
+/**
+ * ρ: keep the top ⌈ρ·N⌉ modules (`over: "count"`, the default) or the top modules whose summed
+ * cost stays within ρ·Σcost of all modules (`over: "cost"`, needs `DecisionInput.costs`): a tier's
+ * budget is a share of the device's LoRA work, and a 64-wide q costs half of a 172-wide gate.
+ * τ: kill the modules with c_i < τ·median(c_active).
+ */
+export type Budget = { rho: number; over?: "count" | "cost" } | { tau: number };
 
 export interface SelectionConfig {
   /** Steps with every module active before the first decision. */
@@ -78,6 +83,11 @@ export interface DecisionInput {
   /** Uniform in [0, 1); the only source of randomness. */
   rng: () => number;
   config: SelectionConfig;
+  /**
+   * Relative cost of each module (r·(in + out): its LoRA FLOPs, bytes on the wire and parameters
+   * per token are all proportional to it). Needed by a cost budget; ignored otherwise.
+   */
+  costs?: ReadonlyMap<string, number>;
 }
 
 export interface Decision {
@@ -262,7 +272,8 @@ export function longestKilledFirst(
 }
 
 /**
- * Which of the `candidates` (all scored) stay under `budget`: the top ⌈ρ·N⌉ by score, or in
+ * Which of the `candidates` (all scored) stay under `budget`: the top by score that fit the
+ * fraction budget (`fillBudget`), or in
  * threshold mode those with c ≥ τ·median(c of `reference`) — never fewer than one.
  */
 export function selectByBudget(
@@ -273,9 +284,7 @@ export function selectByBudget(
 ): Set<string> {
   const score = (m: string) => scoreOf(input, m, policy);
   const ranked = rankByScore(candidates, score);
-  if ("rho" in input.budget) {
-    return new Set(ranked.slice(0, budgetCount(input.budget.rho, input.modules.length)));
-  }
+  if ("rho" in input.budget) return new Set(fillBudget(input, input.budget, ranked));
   const tau = input.budget.tau;
   if (!(tau >= 0)) throw new Error(`${policy}: threshold τ must be ≥ 0, got ${tau}`);
   const ref = reference.length > 0 ? reference : candidates;
@@ -285,7 +294,66 @@ export function selectByBudget(
   return keep;
 }
 
-/** The keep count recorded in the history (null in threshold mode). */
+/** The keep count recorded in the history (null in threshold mode and with a cost budget). */
 export function keepOf(budget: Budget, n: number): number | null {
-  return "rho" in budget ? budgetCount(budget.rho, n) : null;
+  return "rho" in budget && budget.over !== "cost" ? budgetCount(budget.rho, n) : null;
+}
+
+/** The cost of `m` from `input.costs`; missing or non-positive is an error. */
+export function costOf(input: DecisionInput, m: string): number {
+  const c = input.costs?.get(m);
+  if (c === undefined || !(c > 0 && Number.isFinite(c))) {
+    throw new Error(
+      `module selection: a cost budget needs a positive cost for every module; ${m} has ${c} ` +
+        `(pass costs, e.g. r·(in+out) per module, or use a count budget)`,
+    );
+  }
+  return c;
+}
+
+/** Summed cost of `modules`. */
+export function totalCost(input: DecisionInput, modules: readonly string[]): number {
+  return modules.reduce((s, m) => s + costOf(input, m), 0);
+}
+
+/**
+ * Greedy fill of a fraction budget: walks `ranked` in order and takes each module that still fits
+ * next to `taken` (already kept): up to ⌈ρ·N⌉ modules in all by count; by cost, every module
+ * whose cost still fits under ρ·Σcost(all modules) (a costly one that does not fit is skipped and
+ * cheaper ones after it may still fit). When nothing is taken yet, the first of `ranked` always
+ * is (a device never trains nothing).
+ */
+export function fillBudget(
+  input: DecisionInput,
+  budget: { rho: number; over?: "count" | "cost" },
+  ranked: readonly string[],
+  taken: readonly string[] = [],
+): string[] {
+  const n = input.modules.length;
+  if (budget.over !== "cost") {
+    return ranked.slice(0, Math.max(0, budgetCount(budget.rho, n) - taken.length));
+  }
+  budgetCount(budget.rho, n); // validates ρ
+  const cap = budget.rho * totalCost(input, input.modules) * (1 + 1e-9);
+  let used = totalCost(input, taken);
+  const out: string[] = [];
+  for (const m of ranked) {
+    const c = costOf(input, m);
+    if (used + c <= cap || (out.length === 0 && taken.length === 0)) {
+      out.push(m);
+      used += c;
+    }
+  }
+  return out;
+}
+
+/** Whether `kept` exceeds a fraction budget (more than ⌈ρ·N⌉ modules, or more than ρ·Σcost). */
+export function overBudget(
+  input: DecisionInput,
+  budget: { rho: number; over?: "count" | "cost" },
+  kept: readonly string[],
+): boolean {
+  if (budget.over !== "cost") return kept.length > budgetCount(budget.rho, input.modules.length);
+  return kept.length > 1 &&
+    totalCost(input, kept) > budget.rho * totalCost(input, input.modules) * (1 + 1e-9);
 }

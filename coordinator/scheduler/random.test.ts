@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertThrows, rng } from "../../tests/util.ts";
 import { budgetCount, initialState, type SelectionConfig } from "./policy.ts";
 import { random } from "./random.ts";
-import { MODULES56, runSchedule } from "./testing.ts";
+import { costs260k, MODULES56, runSchedule } from "./testing.ts";
 
 const CONFIG: SelectionConfig = { warmup: 10, period: 8, probeFraction: 0.25, probeWindow: 3 };
 
@@ -70,4 +70,27 @@ Deno.test("random: seeded, and needs a fraction budget", () => {
       rng: rng(1),
       config: CONFIG,
     }), /random: needs a fraction budget/);
+});
+
+Deno.test("random: a cost budget draws subsets whose cost fits ρ·Σcost", () => {
+  const costs = costs260k(MODULES56);
+  const all = [...costs.values()].reduce((a, b) => a + b, 0);
+  const { trace } = runSchedule({
+    policy: random,
+    modules: MODULES56,
+    config: CONFIG,
+    totalSteps: 60,
+    budget: () => ({ rho: 0.125, over: "cost" }),
+    score: () => 1,
+    seed: 2,
+    costs,
+  });
+  const sets = trace.filter((t) => t.step >= 10 && t.step < 60).map((t) => t.decision.active);
+  assert(sets.length >= 6);
+  for (const s of sets) {
+    const used = s.reduce((a, m) => a + costs.get(m)!, 0);
+    assert(used <= 0.125 * all, `cost ${used} over ${0.125 * all}`);
+    assert(MODULES56.every((m) => s.includes(m) || used + costs.get(m)! > 0.125 * all), "greedy");
+  }
+  assert(new Set(sets.map((s) => s.join())).size > 1, "re-drawn");
 });

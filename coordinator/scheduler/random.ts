@@ -1,11 +1,12 @@
 /**
  * The random baseline (DLORA.md §3): after the warm-up, every decision draws a fresh random subset
- * of ⌈ρ·N⌉ modules (scores are ignored). Only a fraction budget makes sense for it.
+ * within the fraction budget — ⌈ρ·N⌉ modules, or by cost as many as fit in random order (scores are
+ * ignored). Only a fraction budget makes sense for it.
  */
 import {
-  budgetCount,
   type Decision,
   type DecisionInput,
+  fillBudget,
   inModuleOrder,
   noChange,
   scheduleAt,
@@ -23,8 +24,7 @@ export const random: SelectionPolicy = {
     if (!("rho" in input.budget)) {
       throw new Error("random: needs a fraction budget ρ, not a threshold τ");
     }
-    const k = budgetCount(input.budget.rho, modules.length);
-    const pick = new Set(shuffle(modules, input.rng).slice(0, k));
+    const pick = new Set(fillBudget(input, input.budget, shuffle(modules, input.rng)));
     const before = new Set(trained(state));
     const killed = modules.filter((m) => before.has(m) && !pick.has(m));
     const revived = modules.filter((m) => !before.has(m) && pick.has(m));

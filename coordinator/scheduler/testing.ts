@@ -13,6 +13,20 @@ import {
   trained,
 } from "./policy.ts";
 
+/** r·(in+out) of a stories260K-shaped module (dim 64, kv 32, hidden 172): q/o 128, k/v 96, mlp 236. */
+export function costs260k(modules: readonly string[]): Map<string, number> {
+  const per: Record<string, number> = {
+    q: 128,
+    k: 96,
+    v: 96,
+    o: 128,
+    gate: 236,
+    up: 236,
+    down: 236,
+  };
+  return new Map(modules.map((m) => [m, per[m.split(".")[1]]]));
+}
+
 /** 8 layers × 7 projections, "0.q" … "7.down". */
 export const MODULES56: string[] = Array.from(
   { length: 8 },
@@ -38,6 +52,8 @@ export function runSchedule(opts: {
   budget: (step: number) => Budget;
   score: (module: string, from: number, to: number) => number;
   seed: number;
+  /** Per-module costs for a cost budget. */
+  costs?: ReadonlyMap<string, number>;
 }): { state: SchedulerState; trace: Trace[] } {
   const rng = makeRng(opts.seed);
   let state = initialState(opts.modules);
@@ -57,6 +73,7 @@ export function runSchedule(opts: {
       budget,
       rng,
       config: opts.config,
+      costs: opts.costs,
     });
     state = nextState(state, decision, step, keepOf(budget, opts.modules.length));
     trace.push({ step, decision, state, scores });
