@@ -346,13 +346,15 @@ Deno.test("app: job lifecycle: create, list, device view, session, cancel", asyn
     policy: "kr",
     period: 5,
     probe: null,
-    revive_fraction: 0.25,
+    revive_fraction: 0.1,
     mode: "topk",
     tau: null,
     export: "active",
-    score: "change",
+    score: "effective",
     budget: null,
-    warmup: 5,
+    budget_over: "count",
+    lr_scale: 2,
+    warmup: 3, // KR_DEFAULTS: 5% of the 50 steps
   });
   const other = await createJob(t, [b.id]);
 

@@ -56,12 +56,7 @@ import {
   type JobRecord,
   type Store,
 } from "./store.ts";
-import {
-  DEFAULT_TIERS,
-  deviceTier,
-  type TiersConfig,
-  validateTiersConfig,
-} from "./tiers.ts";
+import { DEFAULT_TIERS, deviceTier, type TiersConfig, validateTiersConfig } from "./tiers.ts";
 
 export interface CoordinatorConfig {
   /**

@@ -385,8 +385,8 @@ export class StepExecutor implements Executor {
             kr: job.kr,
             totalSteps: job.steps,
             // The device's data never reaches the coordinator, so "one pass" is unknown here:
-            // without a period the run gets ten decision windows.
-            stepsPerPass: Math.max(1, Math.ceil(job.steps / 10)),
+            // without a period the default's cap (KR_DEFAULTS.periodFraction of the run) holds.
+            stepsPerPass: Infinity,
             seed: job.seed,
             tier: open.tier.tier,
             tierRho: open.tier.rho,

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { PROJS } from "../runtime/model/modules.ts";
 import { TIERS } from "./tiers.ts";
+import { KR_DEFAULTS } from "./scheduler/options.ts";
 
 /** Limits on what one request may ask for (config.limits). */
 export interface JobLimits {
@@ -78,23 +79,27 @@ const codecSchema = z.strictObject({
 const krSchema = z.strictObject({
   /** all = no KR; kr = kill and revive; random = random subset; oneshot = prune once, no revive. */
   policy: z.enum(["all", "kr", "random", "oneshot"]).default("all"),
-  /** Steps with every module active; default 10% of the run. */
+  /** Steps with every module active; default KR_DEFAULTS.warmupFraction of the run. */
   warmup: z.number().int().min(0).optional(),
-  /** Steps between decisions; null = one pass over each device's training data. */
+  /** Steps between decisions; null = one pass over the data, at most KR_DEFAULTS.periodFraction of the run. */
   period: z.number().int().min(1).nullable().default(null),
-  /** Steps a revived module is probed before it is ranked again; null = one period. */
+  /** Steps a revived module is probed before it is ranked again; null = KR_DEFAULTS.probeOfPeriod of a period. */
   probe: z.number().int().min(1).nullable().default(null),
-  /** q: fraction of killed modules revived at each decision. */
-  revive_fraction: z.number().min(0).max(1).default(0.25),
+  /** q: fraction of killed modules revived at each decision (default KR_DEFAULTS.reviveFraction). */
+  revive_fraction: z.number().min(0).max(1).default(KR_DEFAULTS.reviveFraction),
   mode: z.enum(["topk", "threshold"]).default("topk"),
   /** Threshold mode: kill when c_i < tau · median(c_active). */
   tau: z.number().positive().nullable().default(null),
   /** Modules in the exported adapter. */
   export: z.enum(["active", "all"]).default("active"),
   /** The score devices report: the paper's parameter change, the effective-weight change, or Σ|θ·∇θ|. */
-  score: z.enum(["change", "effective", "sensitivity"]).default("change"),
+  score: z.enum(["change", "effective", "sensitivity"]).default(KR_DEFAULTS.score),
   /** ρ for every device of this job, overriding their tiers' budgets; null = the tier's. */
   budget: z.number().gt(0).lte(1).nullable().default(null),
+  /** What ρ is a share of: the module count, or the modules' summed cost r·(in + out). */
+  budget_over: z.enum(["count", "cost"]).default("count"),
+  /** Learning-rate multiplier of the modules trained after the warm-up (not for `all`). */
+  lr_scale: z.number().gt(0).max(100).default(KR_DEFAULTS.lrScale),
 });
 
 /** The job schema under `limits`; its output is the normalized spec that is stored. */
@@ -126,12 +131,14 @@ export function jobSpecSchema(limits: JobLimits = DEFAULT_JOB_LIMITS) {
       policy: "all",
       period: null,
       probe: null,
-      revive_fraction: 0.25,
+      revive_fraction: KR_DEFAULTS.reviveFraction,
       mode: "topk",
       tau: null,
       export: "active",
-      score: "change",
+      score: KR_DEFAULTS.score,
       budget: null,
+      budget_over: "count",
+      lr_scale: KR_DEFAULTS.lrScale,
     }),
     devices: z.array(z.string().regex(DEVICE_ID, { error: "is not a device id (dev_…)" }))
       .min(1)
@@ -163,7 +170,10 @@ export function jobSpecSchema(limits: JobLimits = DEFAULT_JOB_LIMITS) {
     ...job,
     name: job.name ?? null,
     alpha: job.alpha ?? job.rank,
-    kr: { ...job.kr, warmup: job.kr.warmup ?? Math.ceil(job.steps / 10) },
+    kr: {
+      ...job.kr,
+      warmup: job.kr.warmup ?? Math.max(1, Math.round(KR_DEFAULTS.warmupFraction * job.steps)),
+    },
   }));
 }
 

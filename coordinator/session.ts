@@ -461,7 +461,12 @@ export class CoordinatorSession {
       if (this.#pendingActive !== null) this.setActiveModules(this.#pendingActive);
       if (this.spec.selection) {
         const keys = allModuleKeys(blocks.config, this.spec.targets);
-        this.#driver = new SelectionDriver(this.spec.selection, keys, this.spec.deviceId);
+        this.#driver = new SelectionDriver(
+          this.spec.selection,
+          keys,
+          this.spec.deviceId,
+          moduleCosts(blocks.config, keys),
+        );
       }
       await this.#hello();
       if (this.#driver) this.#select(this.#driver.start(), 0);
@@ -731,6 +736,17 @@ export function allModuleKeys(c: LlamaConfig, targets: readonly Proj[]): string[
   const keys: string[] = [];
   for (let l = 0; l < c.nLayers; l++) for (const p of targets) keys.push(moduleKey(l, p));
   return keys;
+}
+
+/**
+ * Each module's relative cost, in + out of its projection: with the job's one rank r, a module's
+ * LoRA FLOPs, bytes on the wire and parameters per token are all r·(in + out) times a constant.
+ */
+export function moduleCosts(c: LlamaConfig, keys: readonly string[]): Map<string, number> {
+  return new Map(keys.map((key) => {
+    const { inDim, outDim } = projDims(c, key.split(".")[1] as Proj);
+    return [key, inDim + outDim];
+  }));
 }
 
 /**

@@ -154,8 +154,10 @@ Deno.test("session kr: decisions reach the device, a re-tier changes the budget,
       assertEquals([d.budget, d.tier], [{ rho: 0.5 }, "A"]);
       assertEquals(d.active.length - d.probing.length, keep50, `keep at ${d.step}`);
     }
-    // The device recorded the same moves, with their steps.
+    // The device recorded the same moves, with their steps, and after the warm-up trains its
+    // modules at the job's lr × lr_scale (KR_DEFAULTS: 2).
     assertEquals(t.device.selection.events, decisions.flatMap((d) => d.events));
+    assertEquals(t.device.selection.lrScale, 2);
     assertEquals(t.device.errors, []);
     const last = decisions.at(-1)!;
     assertEquals(t.device.selection.selected, last.active);

@@ -6,6 +6,7 @@ import { MODULES56 } from "./testing.ts";
 
 const KR: KrOptions = {
   policy: "kr",
+  score: "change",
   warmup: 4,
   period: 4,
   probe: 2,
@@ -57,6 +58,11 @@ Deno.test("driver: opens with every module and reportAt = warm-up; events at dec
   assertEquals(first.select.probing.length, Math.ceil(0.25 * (56 - keep)));
   assertEquals(first.select.reportAt, 6);
   assert(first.outcome.events.every((e) => e.step === 4));
+  // The warm-up trains at the job's lr; from the first decision on, at lr × lr_scale.
+  assertEquals([start.lr_scale, first.select.lr_scale], [1, 2]);
+  const plain = new SelectionDriver(spec({ lr_scale: 1 }), MODULES56, "dev_a");
+  plain.start();
+  assertEquals(runTo(plain, 4)[0].select.lr_scale, 1);
   assertEquals(d.events.length, out.reduce((a, o) => a + o.outcome.events.length, 0));
   // After the final ranking nothing is reported any more.
   assertEquals(out.at(-1)!.select.reportAt, null);

@@ -80,8 +80,21 @@ export class SelectionDriver {
   #scores: ScoresMessage | null = null;
   readonly #events: StepSelectionEvent[] = [];
 
-  constructor(spec: SelectionSpec, modules: readonly string[], deviceId: string) {
+  /** Relative cost of each module, r·(in + out) (what a cost budget shares out). */
+  readonly #costs: ReadonlyMap<string, number> | undefined;
+
+  /**
+   * `costs`: each module's r·(in + out) — its LoRA FLOPs, bytes and parameters per token are
+   * proportional to it; needed when the job's budget is over cost (`kr.budget_over: "cost"`).
+   */
+  constructor(
+    spec: SelectionSpec,
+    modules: readonly string[],
+    deviceId: string,
+    costs?: ReadonlyMap<string, number>,
+  ) {
     if (modules.length === 0) throw new Error("module selection: the job has no modules");
+    this.#costs = costs;
     this.selection = selectionFromOptions(spec.kr, {
       totalSteps: spec.totalSteps,
       stepsPerPass: spec.stepsPerPass,
@@ -188,6 +201,7 @@ export class SelectionDriver {
         budget,
         rng: this.#rng,
         config: this.selection.config,
+        ...(this.#costs ? { costs: this.#costs } : {}),
       });
       this.#state = nextState(
         this.#state,
@@ -250,6 +264,8 @@ export class SelectionDriver {
       tier: this.#tier,
       reportAt: this.#reportAt,
       score: this.selection.score,
+      // The modules trained after the warm-up carry the whole update: their lr is scaled.
+      lr_scale: step >= this.selection.config.warmup && step > 0 ? this.selection.lrScale : 1,
     };
   }
 }

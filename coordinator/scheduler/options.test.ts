@@ -19,10 +19,8 @@ Deno.test("selectionFromOptions: defaults, tier budget, overrides", () => {
   // Warm-up 5% of 200; one pass (25) is shorter than 20% of the run; probe ⅛ of the period.
   assertEquals(s.config, { warmup: 10, period: 25, probeFraction: 0.25, probeWindow: 3 });
   assertEquals(s.lrScale, 2);
-  assertEquals([s.budget(0.5), s.budget(0.125)], [{ rho: 0.5, over: "count" }, {
-    rho: 0.125,
-    over: "count",
-  }]);
+  // A count budget (the default) is written without its unit.
+  assertEquals([s.budget(0.5), s.budget(0.125)], [{ rho: 0.5 }, { rho: 0.125 }]);
   // A pass longer than the run: the period is 20% of it; q defaults to 0.1.
   const long = selectionFromOptions(
     { ...BASE, revive_fraction: undefined },
@@ -38,7 +36,7 @@ Deno.test("selectionFromOptions: defaults, tier budget, overrides", () => {
   );
   assertEquals(o.config, { warmup: 5, period: 10, probeFraction: 0.25, probeWindow: 4 });
   assertEquals([o.score, o.exportModules], ["effective", "all"]);
-  assertEquals(o.budget(0.5), { rho: 0.3, over: "count" });
+  assertEquals(o.budget(0.5), { rho: 0.3 });
   const t = selectionFromOptions({ ...BASE, mode: "threshold", tau: 0.5 }, RUN);
   assertEquals(t.budget(0.5), { tau: 0.5 });
 });

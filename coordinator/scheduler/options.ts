@@ -121,9 +121,9 @@ export function selectionFromOptions(
   } else if (o.budget !== undefined && o.budget !== null) {
     const rho = o.budget;
     budgetCount(rho, 1); // validates ρ ∈ (0, 1]
-    budget = () => ({ rho, over });
+    budget = () => (over === "cost" ? { rho, over } : { rho });
   } else {
-    budget = (tierRho) => ({ rho: tierRho, over });
+    budget = (tierRho) => (over === "cost" ? { rho: tierRho, over } : { rho: tierRho });
   }
   return { policy, score: score as ScoreName, config, exportModules: o.export, lrScale, budget };
 }

@@ -78,6 +78,8 @@ Deno.test("device kr: accounting sums, events, export of the active modules, job
       export: "active",
       score: "effective",
       budget: null,
+      budget_over: "count",
+      lr_scale: 2,
     });
     const sel = (job.selection as Record<string, Record<string, unknown>>)[d.id];
     assertEquals(sel.events, r.selectionEvents);

@@ -2,7 +2,7 @@ import { assert, assertEquals, assertThrows, testKernels } from "../../tests/uti
 import { LocalLora } from "../model/lora.ts";
 import { loadStories } from "../model/testing.ts";
 import type { SelectMessage } from "../protocol/control.ts";
-import { changeNorm, effectiveWeightChangeRms } from "./scores.ts";
+import { changeNorm, effectiveWeightChange } from "./scores.ts";
 import { DeviceSelection } from "./selection.ts";
 
 const config = loadStories().config;
@@ -20,6 +20,7 @@ function select(m: Partial<SelectMessage>): SelectMessage {
     tier: null,
     reportAt: null,
     score: "change",
+    lr_scale: 1,
     ...m,
   };
 }
@@ -66,7 +67,7 @@ Deno.test("device selection: scores the modules trained since the last report, a
     const dims = { inDim: config.dim, outDim: config.dim };
     assertEquals(
       r2.values["0.q"],
-      effectiveWeightChangeRms(q.A, q.B, now.A, now.B, 2, dims.inDim, dims.outDim, 2),
+      effectiveWeightChange(q.A, q.B, now.A, now.B, 2, dims.inDim, dims.outDim, 2),
     );
     assertEquals(sel.moduleSteps, 3 * all.length + 2 * kept.length);
     assertEquals([sel.lastReport, sel.selected!.length], [5, kept.length]);

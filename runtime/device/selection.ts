@@ -14,7 +14,7 @@ import { type Proj, projDims } from "../model/modules.ts";
 import type { ScoresMessage, SelectMessage } from "../protocol/control.ts";
 import {
   changeNorm,
-  effectiveWeightChangeRms,
+  effectiveWeightChange,
   type ScoreName,
   SensitivityAccumulator,
 } from "./scores.ts";
@@ -69,6 +69,11 @@ export class DeviceSelection {
   /** Steps completed of the last SELECT received (−1 before any). */
   get selectedAt(): number {
     return this.#selectedAt;
+  }
+
+  /** Multiplier of the job's learning rate the last SELECT set (1 before any). */
+  get lrScale(): number {
+    return this.last?.lr_scale ?? 1;
   }
 
   /** The modules the coordinator last said to train (active and probing), or null. */
@@ -144,7 +149,9 @@ export class DeviceSelection {
     const now = this.#lora.weights(layer, proj), ref = this.#reference.get(key)!;
     if (score === "change") return changeNorm([now.A, now.B], [ref.A, ref.B]);
     const { inDim, outDim } = projDims(this.#lora.config, proj);
-    return effectiveWeightChangeRms(
+    // Raw ‖Δ(s·B·A)‖_F: a wide module's larger change counts for more (measured better than
+    // the per-element RMS with bench/kr-sim-dev.ts, README "Kill and Revive").
+    return effectiveWeightChange(
       now.A,
       now.B,
       ref.A,

@@ -244,7 +244,12 @@ export class DeviceSession {
       const { maxGradNorm, ...adam } = opts;
       this.selection.afterBackward(active);
       gradNorm = maxGradNorm !== undefined ? lora.clipGradNorm(maxGradNorm) : lora.gradNorm();
-      lora.step({ ...adam, weightDecay: adam.weightDecay ?? 0 });
+      // Kill and Revive may scale the lr of the modules trained after the warm-up (SELECT).
+      lora.step({
+        ...adam,
+        lr: adam.lr * this.selection.lrScale,
+        weightDecay: adam.weightDecay ?? 0,
+      });
       const clipped = maxGradNorm !== undefined && maxGradNorm / (gradNorm + 1e-6) < 1;
       this.flops.optimizer += optimizerFlops(params, clipped);
       const scores = this.selection.afterStep(step + 1, active);

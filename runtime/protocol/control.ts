@@ -39,7 +39,7 @@ export const selectMessageSchema = z.strictObject({
     score: z.number().optional(),
   })).max(4096),
   budget: z.union([
-    z.strictObject({ rho: z.number().gt(0).lte(1) }),
+    z.strictObject({ rho: z.number().gt(0).lte(1), over: z.enum(["count", "cost"]).optional() }),
     z.strictObject({ tau: z.number().min(0) }),
   ]).nullable(),
   /** The device's tier when the decision was taken (null when untiered). */
@@ -48,6 +48,8 @@ export const selectMessageSchema = z.strictObject({
   reportAt: step.nullable(),
   /** The score the device reports. */
   score: scoreName,
+  /** Multiplier of the device's learning rate from now on (1 = the job's lr). */
+  lr_scale: z.number().gt(0).max(100),
 }).superRefine((m, ctx) => {
   const seen = new Set<string>();
   for (const k of [...m.active, ...m.probing]) {

@@ -87,6 +87,7 @@ const SELECT = {
   tier: "B",
   reportAt: 8,
   score: "change" as const,
+  lr_scale: 2,
 };
 const SCORES = { step: 8, score: "change" as const, values: { "0.q": 0.5, "1.v": 0.25 } };
 const control = (
@@ -602,6 +603,17 @@ const TABLE: Row[] = [
   {
     name: "SELECT budget ρ > 1",
     frame: () => withBody(control("SELECT"), json({ ...SELECT, budget: { rho: 2 } })),
+    code: "bad-body",
+  },
+  {
+    name: "SELECT learning-rate scale not positive",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, lr_scale: 0 })),
+    code: "bad-body",
+  },
+  {
+    name: "SELECT budget over an unknown unit",
+    frame: () =>
+      withBody(control("SELECT"), json({ ...SELECT, budget: { rho: 0.5, over: "bytes" } })),
     code: "bad-body",
   },
   {

@@ -178,6 +178,7 @@ export function sampleFrames(k: Kernels, feedback: TopkFeedback): Uint8Array[] {
           tier: "A",
           reportAt: 5,
           score: "effective",
+          lr_scale: 2,
         },
       }, { crc }),
       encodeControlFrame({
