@@ -38,6 +38,7 @@ Deno.test("quick grid: one task, one seed, one budget, a handful of runs of a sh
   const runs = buildGrid(quickGridOptions(shape));
   assertEquals(runs.map((r) => `${r.policy}/${r.codec}/${r.steps}`), [
     "all/f32/30",
+    "all/f32/8",
     "all/f32/15",
     "kr/f32/30",
     "random/f32/30",

@@ -141,17 +141,20 @@ export function fullGridOptions(shape: ExperimentShape = EXPERIMENT_JOB): GridOp
   };
 }
 
-/** `--quick`: one task, one budget, the default score, one seed, one `all` curve point. */
+/**
+ * `--quick`: one task, one seed, the smallest budget (so most targets are measurable) with the
+ * default score, the baselines and bf16, and `all` at two shorter lengths.
+ */
 export function quickGridOptions(shape: ExperimentShape): GridOptions {
   return {
     tasks: [TASKS[0].name],
     seeds: [1],
-    budgets: [0.25],
+    budgets: [0.125],
     scores: [shape.defaultScore],
     baselines: ["random", "oneshot"],
     steps: shape.steps,
-    bf16Budgets: [0.25],
-    allFractions: [0.5],
+    bf16Budgets: [0.125],
+    allFractions: [0.25, 0.5],
     defaultScore: shape.defaultScore,
   };
 }

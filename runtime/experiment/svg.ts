@@ -90,8 +90,9 @@ export function renderNllVsFlops(
     a === "all" ? -1 : b === "all" ? 1 : a.localeCompare(b)
   );
   const color = (n: string) => COLORS[names.indexOf(n) % COLORS.length];
-  const legendRows = Math.ceil(names.length / 4);
-  const width = Math.max(1, panels.length) * W, height = H + 18 * legendRows + 10;
+  const width = Math.max(1, panels.length) * W;
+  const perRow = Math.max(1, Math.floor((width - 20) / 140));
+  const height = H + 18 * Math.ceil(names.length / perRow) + 10;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
     `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
@@ -168,7 +169,7 @@ export function renderNllVsFlops(
     out.push(`</g>`);
   });
   names.forEach((n, i) => {
-    const x = 20 + (i % 4) * 150, y = H + 6 + 18 * Math.floor(i / 4);
+    const x = 20 + (i % perRow) * 140, y = H + 6 + 18 * Math.floor(i / perRow);
     out.push(
       `<g class="legend"><line x1="${x}" y1="${y}" x2="${x + 22}" y2="${y}" stroke="${
         color(n)
