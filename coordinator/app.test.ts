@@ -350,6 +350,8 @@ Deno.test("app: job lifecycle: create, list, device view, session, cancel", asyn
     mode: "topk",
     tau: null,
     export: "active",
+    score: "change",
+    budget: null,
     warmup: 5,
   });
   const other = await createJob(t, [b.id]);

@@ -204,8 +204,26 @@ function jobView(j: JobRecord, forDevice = false) {
     created_at: iso(j.createdAt),
     updated_at: iso(j.updatedAt),
     ...spec,
-    ...(forDevice ? {} : { devices }),
+    ...(forDevice ? {} : { devices, selection: selectionView(j) }),
   };
+}
+
+/** Per device: the modules it trains now and every kill/revive event (module selection). */
+function selectionView(j: JobRecord) {
+  const out: Record<string, unknown> = {};
+  for (const [device, s] of Object.entries(j.selection ?? {})) {
+    out[device] = {
+      step: s.step,
+      tier: s.tier,
+      budget: s.budget,
+      active_modules: s.active.length,
+      active: s.active,
+      probing: s.probing,
+      events: s.events,
+      events_dropped: s.eventsDropped,
+    };
+  }
+  return out;
 }
 
 const byCreation = <T extends { createdAt: number; id: string }>(a: T, b: T) =>
@@ -557,6 +575,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     };
     await store.updateDevice(next);
     log.info("device changed by the operator", { device_id: id, ...patch });
+    if (patch.tier !== undefined) {
+      const t = deviceTier(next, config.tiers);
+      executor?.deviceRetiered?.(id, { tier: t.tier, rho: t.rho, microBatch: t.microBatch });
+    }
     return c.json(deviceView(next, config.tiers));
   });
 

@@ -46,4 +46,6 @@ export interface Executor {
   jobCancelled(jobId: string): void | Promise<void>;
   /** Ends every session and releases what the executor holds (called at shutdown). */
   close?(): Promise<void>;
+  /** The operator re-tiered a device: its open sessions get the new budget at the next decision. */
+  deviceRetiered?(deviceId: string, tier: TierBudget & { tier: Tier }): void;
 }

@@ -12,7 +12,8 @@
 import type { Executor, Logger, SessionOpen } from "./deps.ts";
 import { silentLogger } from "./deps.ts";
 import { type CoordinatorMetrics, createCoordinatorMetrics } from "./metrics.ts";
-import type { JobRecord, Store } from "./store.ts";
+import type { DeviceSelectionRecord, JobRecord, Store } from "./store.ts";
+import type { Tier, TierBudget } from "./tiers.ts";
 import type { ResolveOptions } from "../runtime/resolve.ts";
 import { type Direction, type Limits, WireStats } from "../runtime/protocol/mod.ts";
 import { messageTypeOf } from "../runtime/protocol/wire.ts";
@@ -25,6 +26,10 @@ import {
   WorkerHost,
 } from "./host.ts";
 import type { StepReport } from "./session.ts";
+import type { SelectionOutcome } from "./scheduler/driver.ts";
+
+/** Kill/revive events kept per device on a job record (the oldest are dropped past this). */
+const MAX_STORED_EVENTS = 2000;
 
 export interface ExecutorOptions {
   metrics?: CoordinatorMetrics;
@@ -98,6 +103,8 @@ export class StepExecutor implements Executor {
   readonly #live = new Map<number, Live>();
   /** Per job: devices that finished the job's last step. */
   readonly #finishedDevices = new Map<string, Set<string>>();
+  /** Per job: the store writes in flight, one after the other (no lost updates). */
+  readonly #jobWrites = new Map<string, Promise<void>>();
   #nextId = 1;
   #closed = false;
 
@@ -127,6 +134,13 @@ export class StepExecutor implements Executor {
     const live = this.#live.get(session);
     if (live?.handle == null) throw new Error(`setActiveModules: no open session ${session}`);
     live.handle.setActiveModules(keys);
+  }
+
+  /** The operator re-tiered a device: its open sessions' budgets change at the next decision. */
+  deviceRetiered(deviceId: string, tier: TierBudget & { tier: Tier }): void {
+    for (const l of this.#live.values()) {
+      if (l.info.deviceId === deviceId) l.handle?.setTier(tier.tier, tier.rho);
+    }
   }
 
   openSession(open: SessionOpen): Response {
@@ -287,6 +301,21 @@ export class StepExecutor implements Executor {
       maxRefused: this.#opts.maxRefused,
       limits: this.#opts.limits,
       crc: this.#opts.crc,
+      // Policy "all" runs no selection at all: the stream is exactly as without Kill and Revive.
+      ...(job.kr.policy !== "all"
+        ? {
+          selection: {
+            kr: job.kr,
+            totalSteps: job.steps,
+            // The device's data never reaches the coordinator, so "one pass" is unknown here:
+            // without a period the run gets ten decision windows.
+            stepsPerPass: Math.max(1, Math.ceil(job.steps / 10)),
+            seed: job.seed,
+            tier: open.tier.tier,
+            tierRho: open.tier.rho,
+          },
+        }
+        : {}),
     };
   }
 
@@ -304,11 +333,74 @@ export class StepExecutor implements Executor {
     this.metrics.steps.inc();
     this.metrics.tokens.inc({}, report.tokens);
     this.metrics.stepSeconds.observe(report.seconds);
+    const sel = report.selection;
+    if (sel !== undefined) {
+      for (const e of sel.events) this.metrics.krEvents.inc({ kind: e.kind });
+      this.metrics.krActiveModules.set(sel.active.length, { device: live.info.deviceId });
+      this.#log.info("module selection", {
+        session: live.info.session,
+        step: sel.step,
+        active: sel.active.length,
+        events: sel.events.length,
+        ...(sel.missedScores ? { missed_scores: true } : {}),
+      });
+      void this.#recordSelection(job.id, live.info.deviceId, sel);
+    }
     this.#opts.onStep?.({ ...report, jobId: job.id, deviceId: live.info.deviceId });
     if (report.step + 1 >= job.spec.steps) void this.#deviceFinished(job, live.info.deviceId);
   }
 
-  async #markRunning(job: JobRecord): Promise<void> {
+  /** Runs `write` after the job's earlier writes (each reads the job afresh). */
+  #jobWrite(jobId: string, write: () => Promise<void>): Promise<void> {
+    const next = (this.#jobWrites.get(jobId) ?? Promise.resolve()).then(write);
+    const settled = next.catch(() => {});
+    this.#jobWrites.set(jobId, settled);
+    void settled.then(() => {
+      if (this.#jobWrites.get(jobId) === settled) this.#jobWrites.delete(jobId);
+    });
+    return next;
+  }
+
+  /** Stores a device's latest decision and its events on the job (GET /v1/jobs/:id shows it). */
+  #recordSelection(jobId: string, deviceId: string, sel: SelectionOutcome): Promise<void> {
+    const store = this.#opts.store;
+    if (store === undefined) return Promise.resolve();
+    return this.#jobWrite(jobId, async () => {
+      try {
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const now = await store.getJob(jobId);
+          if (now === null) return;
+          const before = now.selection?.[deviceId];
+          let events = [...(before?.events ?? []), ...sel.events];
+          let dropped = before?.eventsDropped ?? 0;
+          if (events.length > MAX_STORED_EVENTS) {
+            dropped += events.length - MAX_STORED_EVENTS;
+            events = events.slice(-MAX_STORED_EVENTS);
+          }
+          const record: DeviceSelectionRecord = {
+            step: sel.step,
+            tier: sel.tier,
+            budget: sel.budget,
+            active: sel.active,
+            probing: sel.probing,
+            events,
+            eventsDropped: dropped,
+          };
+          const next = { ...now, selection: { ...now.selection, [deviceId]: record } };
+          if (await store.updateJob(next, now.status)) return;
+        }
+        this.#log.warn("module selection not stored", { job_id: jobId, device_id: deviceId });
+      } catch (e) {
+        this.#log.warn("module selection not stored", { job_id: jobId, error: String(e) });
+      }
+    });
+  }
+
+  #markRunning(job: JobRecord): Promise<void> {
+    return this.#jobWrite(job.id, () => this.#markRunningNow(job));
+  }
+
+  async #markRunningNow(job: JobRecord): Promise<void> {
     const store = this.#opts.store;
     if (store === undefined) return;
     try {
@@ -321,7 +413,11 @@ export class StepExecutor implements Executor {
     }
   }
 
-  async #deviceFinished(job: JobRecord, deviceId: string): Promise<void> {
+  #deviceFinished(job: JobRecord, deviceId: string): Promise<void> {
+    return this.#jobWrite(job.id, () => this.#deviceFinishedNow(job, deviceId));
+  }
+
+  async #deviceFinishedNow(job: JobRecord, deviceId: string): Promise<void> {
     const done = this.#finishedDevices.get(job.id) ?? new Set<string>();
     done.add(deviceId);
     this.#finishedDevices.set(job.id, done);

@@ -33,6 +33,8 @@ export interface SessionHandle {
   deliver(bytes: Uint8Array): void;
   /** The Kill-and-Revive scheduler's seam: the active modules from the next micro-batch on. */
   setActiveModules(keys: readonly string[]): void;
+  /** The device was re-tiered: its module-selection budget changes at the next decision. */
+  setTier(tier: string | null, rho: number): void;
   /** Ends the session; with `error`, an ERROR frame goes out first. */
   close(code: number, reason: string, error?: StreamErrorCode): void;
 }
@@ -109,6 +111,7 @@ export class InThreadHost implements ModelHost {
     return {
       deliver: (bytes) => session.deliver(bytes),
       setActiveModules: (keys) => session.setActiveModules(keys),
+      setTier: (tier, rho) => session.setTier(tier, rho),
       close: (code, reason, error) => session.close(code, reason, error),
     };
   }
@@ -136,6 +139,7 @@ export type ToWorker =
   | { t: "open"; spec: HostSessionSpec }
   | { t: "frame"; session: number; bytes: ArrayBuffer }
   | { t: "active"; session: number; keys: string[] }
+  | { t: "tier"; session: number; tier: string | null; rho: number }
   | { t: "close"; session: number; code: number; reason: string; error?: StreamErrorCode }
   | { t: "shutdown" };
 
@@ -242,6 +246,7 @@ export class WorkerHost implements ModelHost {
         post({ t: "frame", session, bytes: buffer }, [buffer]);
       },
       setActiveModules: (keys) => post({ t: "active", session, keys: [...keys] }),
+      setTier: (tier, rho) => post({ t: "tier", session, tier, rho }),
       close: (code, reason, error) => post({ t: "close", session, code, reason, error }),
     };
   }

@@ -272,6 +272,10 @@ export interface CoordinatorMetrics {
   errors: Counter;
   /** Labels: method, route (the route pattern, not the raw path), status. */
   httpRequests: Counter;
+  /** Module selection moves. Label: kind (kill, revive, probe, promote, drop). */
+  krEvents: Counter;
+  /** Modules a device trains now (active and probing), set at each decision. Label: device. */
+  krActiveModules: Gauge;
 }
 
 export function createCoordinatorMetrics(): CoordinatorMetrics {
@@ -298,6 +302,16 @@ export function createCoordinatorMetrics(): CoordinatorMetrics {
       "dlora_http_requests_total",
       "Control-plane HTTP requests by method, route pattern and status.",
       ["method", "route", "status"],
+    ),
+    krEvents: registry.counter(
+      "dlora_kr_events_total",
+      "Kill-and-Revive moves by kind (kill, revive, probe, promote, drop).",
+      ["kind"],
+    ),
+    krActiveModules: registry.gauge(
+      "dlora_kr_active_modules",
+      "LoRA modules a device trains now (active and probing), as of its last decision.",
+      ["device"],
     ),
   };
 }

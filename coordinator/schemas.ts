@@ -91,6 +91,10 @@ const krSchema = z.strictObject({
   tau: z.number().positive().nullable().default(null),
   /** Modules in the exported adapter. */
   export: z.enum(["active", "all"]).default("active"),
+  /** The score devices report: the paper's parameter change, the effective-weight change, or Σ|θ·∇θ|. */
+  score: z.enum(["change", "effective", "sensitivity"]).default("change"),
+  /** ρ for every device of this job, overriding their tiers' budgets; null = the tier's. */
+  budget: z.number().gt(0).lte(1).nullable().default(null),
 });
 
 /** The job schema under `limits`; its output is the normalized spec that is stored. */
@@ -126,6 +130,8 @@ export function jobSpecSchema(limits: JobLimits = DEFAULT_JOB_LIMITS) {
       mode: "topk",
       tau: null,
       export: "active",
+      score: "change",
+      budget: null,
     }),
     devices: z.array(z.string().regex(DEVICE_ID, { error: "is not a device id (dev_…)" }))
       .min(1)

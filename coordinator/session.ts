@@ -41,6 +41,8 @@ import {
   TopkFeedback,
 } from "../runtime/protocol/mod.ts";
 import { Mailbox, MailboxTimeout } from "../runtime/protocol/mailbox.ts";
+import type { SelectMessage } from "../runtime/protocol/control.ts";
+import { SelectionDriver, type SelectionOutcome, type SelectionSpec } from "./scheduler/driver.ts";
 import {
   CLOSE_CODES,
   codecFor,
@@ -73,6 +75,8 @@ export interface SessionSpec {
   limits?: Partial<Limits>;
   /** CRC-32 on the tensor frames sent (default TENSOR_CRC_DEFAULT: off, see stream.ts). */
   crc?: boolean;
+  /** Kill and Revive (scheduler/driver.ts): absent, every module stays active and no SELECT goes out. */
+  selection?: SelectionSpec;
 }
 
 /** A step the device finished (its STEP_END arrived). */
@@ -87,6 +91,8 @@ export interface StepReport {
   seconds: number;
   /** Of which the frozen blocks computed here (time awaiting the device excluded). */
   computeSeconds: number;
+  /** The module-selection decision taken at this step's end, when it was an event. */
+  selection?: SelectionOutcome;
 }
 
 export interface SessionEvents {
@@ -141,7 +147,7 @@ class Fatal extends Error {
 type Accept = (f: Frame) => string | null;
 
 export class CoordinatorSession {
-  readonly spec: Readonly<SessionSpec>;
+  spec: Readonly<SessionSpec>;
   readonly #events: SessionEvents;
   readonly #inbox = new Mailbox<Uint8Array>();
   readonly #limits: Limits;
@@ -155,6 +161,7 @@ export class CoordinatorSession {
   #ended = false;
   #helloDone = false;
   #deviceMaxFrame = Infinity;
+  #driver: SelectionDriver | null = null;
   readonly #finished: Promise<void>;
 
   constructor(model: Promise<SessionModel>, spec: SessionSpec, events: SessionEvents) {
@@ -206,6 +213,19 @@ export class CoordinatorSession {
       }
     }
     this.#pendingActive = next;
+  }
+
+  /** The module-selection driver (null when the job runs none). */
+  get selection(): SelectionDriver | null {
+    return this.#driver;
+  }
+
+  /** The device was re-tiered: its new budget applies at the next decision. */
+  setTier(tier: string | null, rho: number): void {
+    if (this.#driver) this.#driver.setTier(tier, rho);
+    else if (this.spec.selection) {
+      this.spec = { ...this.spec, selection: { ...this.spec.selection, tier, tierRho: rho } };
+    }
   }
 
   /**
@@ -337,7 +357,12 @@ export class CoordinatorSession {
       const { blocks } = this.#model;
       this.#active ??= new Set(allModuleKeys(blocks.config, this.spec.targets));
       if (this.#pendingActive !== null) this.setActiveModules(this.#pendingActive);
+      if (this.spec.selection) {
+        const keys = allModuleKeys(blocks.config, this.spec.targets);
+        this.#driver = new SelectionDriver(this.spec.selection, keys, this.spec.deviceId);
+      }
       await this.#hello();
+      if (this.#driver) this.#select(this.#driver.start(), 0);
       await this.#steps();
     } catch (e) {
       if (e instanceof SessionEnded) {
@@ -408,6 +433,12 @@ export class CoordinatorSession {
     }));
   }
 
+  /** Applies a decision's trained set from the next micro-batch on and tells the device. */
+  #select(m: SelectMessage, step: number): void {
+    this.setActiveModules([...m.active, ...m.probing]);
+    this.#send(encodeControlFrame({ type: "SELECT", session: this.spec.session, step, select: m }));
+  }
+
   async #steps(): Promise<void> {
     const { k, blocks } = this.#model!;
     const c = blocks.config, D = c.dim, session = this.spec.session;
@@ -433,6 +464,13 @@ export class CoordinatorSession {
         const f = await this.#expect(
           "HIDDEN_H0 or STEP_END",
           (f) => {
+            if (f.type === "SCORES") {
+              if (this.#driver === null) return "SCORES, but this job runs no module selection";
+              if (step === null || f.step !== step.n) {
+                return `SCORES for step ${f.step}, but no micro-batch of that step ran`;
+              }
+              return this.#driver.checkScores(f.scores);
+            }
             if (f.type === "STEP_END") {
               return step !== null && f.step === step.n
                 ? null
@@ -454,8 +492,14 @@ export class CoordinatorSession {
           false,
         ) as TensorFrame | Frame;
 
+        if (f.type === "SCORES") {
+          this.#driver!.takeScores(f.scores);
+          continue;
+        }
         if (f.type === "STEP_END") {
           const s = step!;
+          const decided = this.#driver?.stepEnded(s.n + 1) ?? null;
+          if (decided) this.#select(decided.select, s.n + 1);
           this.#events.step?.({
             session,
             step: s.n,
@@ -463,6 +507,7 @@ export class CoordinatorSession {
             tokens: s.tokens,
             seconds: (performance.now() - s.t0) / 1000,
             computeSeconds: s.compute,
+            ...(decided ? { selection: decided.outcome } : {}),
           });
           step = null;
           continue;

@@ -39,6 +39,22 @@ export interface JobRecord {
   updatedAt: number;
   /** Why a job failed or was cancelled, for the operator. */
   statusReason: string | null;
+  /** Module selection per device id (jobs with a kr policy other than "all"). */
+  selection?: Record<string, DeviceSelectionRecord>;
+}
+
+/** The last decision for one device of a job and the events so far (the oldest dropped past a cap). */
+export interface DeviceSelectionRecord {
+  /** Steps completed at the last decision. */
+  step: number;
+  tier: string | null;
+  budget: { rho: number } | { tau: number } | null;
+  /** Modules trained now (active and probing). */
+  active: string[];
+  probing: string[];
+  events: { step: number; kind: string; module: string; score?: number }[];
+  /** Events left out to keep the record small. */
+  eventsDropped: number;
 }
 
 export interface EnrollmentRecord {

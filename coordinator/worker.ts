@@ -52,6 +52,13 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         post({ t: "log", session: m.session, message: (err as Error).message });
       }
       break;
+    case "tier":
+      try {
+        sessions.get(m.session)?.setTier(m.tier, m.rho);
+      } catch (err) {
+        post({ t: "log", session: m.session, message: (err as Error).message });
+      }
+      break;
     case "close":
       sessions.get(m.session)?.close(m.code, m.reason, m.error);
       break;

@@ -26,6 +26,7 @@ import { learningRate, type Schedule } from "../train/schedule.ts";
 import { type Capability, measureCapability } from "./capability.ts";
 import { CoordinatorClient, type DeviceJob } from "./client.ts";
 import { type DeviceFlops, totalFlops } from "./flops.ts";
+import type { SelectionEventRecord } from "./selection.ts";
 import { DeviceSession } from "./session.ts";
 import { ConnectionClosed, type FrameTransport, openSessionSocket } from "./transport.ts";
 
@@ -73,6 +74,8 @@ export interface DeviceOptions {
   transport?: (url: string, token: string) => Promise<FrameTransport>;
   /** Tests: sees each frame before it is sent and may send other frames first. */
   beforeSend?: (frame: Uint8Array, send: (frame: Uint8Array) => void) => void;
+  /** Modules in the adapter written: those active at the end or all (default the job's kr.export). */
+  export?: "active" | "all";
 }
 
 export interface DeviceStepInfo {
@@ -107,8 +110,15 @@ export interface DeviceResult {
   computeSeconds: number;
   waitSeconds: number;
   seconds: number;
-  /** Modules updated in the last step (exported as "active"). */
+  /** Modules active at the end: the coordinator's last decision, else those of the last step. */
   activeModules: string[];
+  /** Σ over steps of the modules trained, and N·steps (every module every step). */
+  moduleSteps: number;
+  moduleStepsAll: number;
+  /** Kill/revive/probe/promote/drop moves the coordinator sent, with their step. */
+  selectionEvents: SelectionEventRecord[];
+  /** Which modules the adapter holds. */
+  exported: "active" | "all";
   adapter: Adapter;
   adapterDir: string | null;
   /** ERROR frames the coordinator sent (refused frames). */
@@ -267,6 +277,8 @@ export async function runDevice(opts: DeviceOptions): Promise<DeviceResult> {
           bytesDown: session.stats.bytesDown,
         });
       }
+      // A report at the last step is answered with the final decision: wait for it.
+      await session.awaitSelection(steps);
     } catch (e) {
       if (e instanceof ConnectionClosed) {
         const last = session.errors.at(-1);
@@ -281,8 +293,23 @@ export async function runDevice(opts: DeviceOptions): Promise<DeviceResult> {
     transport.close(1000, "training finished");
     await transport.closed;
 
-    const adapter = loraToAdapter(lora, { baseModel: job.base_model });
-    if (opts.out !== undefined) await writeFiles(opts.out, writePeftAdapter(adapter));
+    const sel = session.selection;
+    const modules = lora.moduleKeys();
+    const chosen = new Set(sel.selected ?? activeModules);
+    activeModules = modules.filter((m) => chosen.has(m));
+    const krExport = (job.kr as { export?: unknown } | undefined)?.export;
+    const exported = opts.export ?? (krExport === "all" ? "all" : "active");
+    // The adapter's metadata (dlora_active_modules) and config record the final active set.
+    lora.setActiveKeys(activeModules);
+    const adapter = loraToAdapter(lora, { baseModel: job.base_model, which: exported });
+    if (opts.out !== undefined) {
+      await writeFiles(
+        opts.out,
+        writePeftAdapter(adapter, {
+          extraConfig: { dlora: { active_modules: activeModules, exported } },
+        }),
+      );
+    }
     return {
       deviceId,
       jobId: job.id,
@@ -301,6 +328,10 @@ export async function runDevice(opts: DeviceOptions): Promise<DeviceResult> {
       waitSeconds: wait,
       seconds: (performance.now() - started) / 1000,
       activeModules,
+      moduleSteps: sel.moduleSteps,
+      moduleStepsAll: modules.length * losses.length,
+      selectionEvents: sel.events.map((e) => ({ ...e })),
+      exported,
       adapter,
       adapterDir: opts.out ?? null,
       errors: [...session.errors],
@@ -355,6 +386,11 @@ export function deviceResultJson(r: DeviceResult): Record<string, unknown> {
     wait_seconds: +r.waitSeconds.toFixed(6),
     seconds: +r.seconds.toFixed(3),
     active_modules: r.activeModules.length,
+    final_active: r.activeModules,
+    module_steps: r.moduleSteps,
+    module_steps_all: r.moduleStepsAll,
+    kr_events: r.selectionEvents,
+    exported: r.exported,
     adapter: r.adapterDir,
     refused_frames: r.errors.length,
   };

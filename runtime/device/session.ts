@@ -46,6 +46,7 @@ import {
   optimizerFlops,
   zeroFlops,
 } from "./flops.ts";
+import { DeviceSelection } from "./selection.ts";
 import type { FrameTransport } from "./transport.ts";
 
 export interface DeviceSessionOptions {
@@ -100,6 +101,8 @@ export class DeviceSession {
   /** ERROR frames the coordinator sent (refusals are informative; fatal ones end the session). */
   readonly errors: { code: number; name: string | null; message: string }[] = [];
   readonly config: LlamaConfig;
+  /** Module selection: SELECTs followed, scores reported, module-steps and events counted. */
+  readonly selection: DeviceSelection;
   readonly #o: DeviceSessionOptions;
   readonly #limits: Limits;
   readonly #timeout: number;
@@ -116,6 +119,7 @@ export class DeviceSession {
     this.#limits = resolveLimits(opts.limits);
     this.#timeout = opts.frameTimeoutMs ?? 120_000;
     this.#feedback = new TopkFeedback(opts.k);
+    this.selection = new DeviceSelection(opts.lora);
   }
 
   /** Sends HELLO and waits for the coordinator's (which comes once the base model is loaded). */
@@ -212,10 +216,15 @@ export class DeviceSession {
         params += lora.rank * (inDim + outDim);
       }
       const { maxGradNorm, ...adam } = opts;
+      this.selection.afterBackward(active);
       gradNorm = maxGradNorm !== undefined ? lora.clipGradNorm(maxGradNorm) : lora.gradNorm();
       lora.step({ ...adam, weightDecay: adam.weightDecay ?? 0 });
       const clipped = maxGradNorm !== undefined && maxGradNorm / (gradNorm + 1e-6) < 1;
       this.flops.optimizer += optimizerFlops(params, clipped);
+      const scores = this.selection.afterStep(step + 1, active);
+      if (scores !== null) {
+        this.#send(encodeControlFrame({ type: "SCORES", session: this.session, step, scores }));
+      }
       this.#send(encodeControlFrame({ type: "STEP_END", session: this.session, step }));
     });
     const seconds = (performance.now() - t0) / 1000;
@@ -227,6 +236,22 @@ export class DeviceSession {
       computeSeconds: this.#computeMs / 1000,
       activeModules: [...active],
     };
+  }
+
+  /**
+   * After the last step: when the device reported at step `completed`, waits for the decision
+   * that answers it (the final active set), so the adapter export sees it.
+   */
+  async awaitSelection(completed: number, timeoutMs = this.#timeout): Promise<void> {
+    if (this.selection.lastReport !== completed) return;
+    while (this.selection.selectedAt < completed) {
+      const f = await this.#next(`the SELECT after step ${completed}`, timeoutMs, true);
+      if (f.type !== "SELECT") {
+        throw new DeviceProtocolError(
+          `expected the SELECT answering the scores of step ${completed}, got ${f.type}`,
+        );
+      }
+    }
   }
 
   /** Frees the device-side buffers (the LoRA and ends belong to the caller). */
@@ -292,7 +317,7 @@ export class DeviceSession {
   }
 
   /** The next coordinator frame; ERROR frames are recorded and skipped. */
-  async #next(what: string, timeoutMs: number): Promise<Frame> {
+  async #next(what: string, timeoutMs: number, returnSelect = false): Promise<Frame> {
     // The coordinator computes now: the kernel threads sleep instead of spinning on its cores.
     this.#o.k.park();
     for (;;) {
@@ -330,6 +355,15 @@ export class DeviceSession {
         continue;
       }
       if (f.type === "PONG" || f.type === "ACK") continue;
+      if (f.type === "SELECT") {
+        try {
+          this.selection.onSelect(f.select);
+        } catch (e) {
+          throw new DeviceProtocolError((e as Error).message);
+        }
+        if (returnSelect) return f;
+        continue;
+      }
       return f;
     }
   }

@@ -322,6 +322,12 @@ export class LocalLora implements LoraHooks, Freeable {
     }
   }
 
+  /** Copies of one module's A and B. */
+  weights(layer: number, proj: Proj): LoraWeights {
+    const m = this.#module(layer, proj, "weights");
+    return { A: m.A.toArray(), B: m.B.toArray() };
+  }
+
   /** Copies of a module's gradients (as accumulated since zeroGrad). */
   grads(layer: number, proj: Proj): { dA: Float32Array; dB: Float32Array } {
     const m = this.#module(layer, proj, "grads");

@@ -73,8 +73,30 @@ const topk = encodeTensorFrame(k, {
   ...base,
   tensors: [{ data: randn(20, 7), shape: [20], codec: "topk", k: 3 }],
 });
-const control = (type: "HELLO" | "ACK" | "STEP_END" | "ERROR") => {
+const SELECT = {
+  step: 4,
+  active: ["0.q", "1.v"],
+  probing: ["2.k"],
+  killed: ["0.k"],
+  revived: ["2.k"],
+  events: [{ kind: "kill" as const, module: "0.k", score: 0.1 }, {
+    kind: "probe" as const,
+    module: "2.k",
+  }],
+  budget: { rho: 0.25 },
+  tier: "B",
+  reportAt: 8,
+  score: "change" as const,
+};
+const SCORES = { step: 8, score: "change" as const, values: { "0.q": 0.5, "1.v": 0.25 } };
+const control = (
+  type: "HELLO" | "ACK" | "STEP_END" | "ERROR" | "SELECT" | "SCORES",
+) => {
   switch (type) {
+    case "SELECT":
+      return encodeControlFrame({ type, ...base, select: SELECT });
+    case "SCORES":
+      return encodeControlFrame({ type, ...base, scores: SCORES });
     case "HELLO":
       return encodeControlFrame({
         type,
@@ -130,6 +152,7 @@ function subHeaderEdit(
 }
 
 const bodyOf = (f: Uint8Array) => f.slice(HEADER_BYTES);
+const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const concat = (...parts: (Uint8Array | number[])[]) => {
   const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
@@ -540,6 +563,81 @@ const TABLE: Row[] = [
     code: "bad-body",
   },
   {
+    name: "SELECT body not JSON",
+    frame: () => withBody(control("SELECT"), new TextEncoder().encode("{active:")),
+    code: "bad-body",
+    message: /JSON/,
+  },
+  {
+    name: "SELECT body not UTF-8",
+    frame: () => withBody(control("SELECT"), new Uint8Array([0x7b, 0xc3, 0x28, 0x7d])),
+    code: "bad-body",
+  },
+  {
+    name: "SELECT missing a field",
+    frame: () => {
+      const { active: _, ...rest } = SELECT;
+      return withBody(control("SELECT"), json(rest));
+    },
+    code: "bad-body",
+    message: /active/,
+  },
+  {
+    name: "SELECT unknown field",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, extra: 1 })),
+    code: "bad-body",
+  },
+  {
+    name: "SELECT bad module key",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, active: ["0.x"] })),
+    code: "bad-body",
+    message: /module key/,
+  },
+  {
+    name: "SELECT module both active and probing",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, active: ["2.k"] })),
+    code: "bad-body",
+    message: /twice/,
+  },
+  {
+    name: "SELECT budget ρ > 1",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, budget: { rho: 2 } })),
+    code: "bad-body",
+  },
+  {
+    name: "SELECT reportAt not after its step",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, reportAt: 4 })),
+    code: "bad-body",
+    message: /reportAt/,
+  },
+  {
+    name: "SCORES unknown score name",
+    frame: () => withBody(control("SCORES"), json({ ...SCORES, score: "magic" })),
+    code: "bad-body",
+  },
+  {
+    name: "SCORES value not a number",
+    frame: () => withBody(control("SCORES"), json({ ...SCORES, values: { "0.q": "1" } })),
+    code: "bad-body",
+  },
+  {
+    name: "SCORES JSON array",
+    frame: () => withBody(control("SCORES"), json([1, 2])),
+    code: "bad-body",
+  },
+  {
+    name: "device sends SELECT",
+    frame: () => control("SELECT"),
+    opts: { from: "device" },
+    code: "wrong-direction",
+  },
+  {
+    name: "coordinator sends SCORES",
+    frame: () => control("SCORES"),
+    opts: { from: "coordinator" },
+    code: "wrong-direction",
+  },
+  {
     name: "control frame with tensors",
     frame: () => edited(control("STEP_END"), (f) => (f[OFF.tensorCount] = 1)),
     code: "bad-tensors",
@@ -617,6 +715,12 @@ Deno.test("protocol: every corrupt frame in the table is refused with its code a
 Deno.test("protocol: the table's base frames themselves decode", () => {
   for (const f of [f32, f32NoCrc, deltaY, int8, f16, bf16, topk]) decodeFrame(k, f);
   for (const t of ["HELLO", "ACK", "STEP_END", "ERROR"] as const) decodeFrame(k, control(t));
+  const sel = decodeFrame(k, control("SELECT"), { from: "coordinator" });
+  assert(sel.type === "SELECT");
+  assertEquals(sel.select, SELECT);
+  const sc = decodeFrame(k, control("SCORES"), { from: "device" });
+  assert(sc.type === "SCORES");
+  assertEquals(sc.scores, SCORES);
   // a flipped payload bit without CRC is a valid (different) frame
   const g = f32NoCrc.slice();
   g[payloadAt(g).offset] ^= 1;

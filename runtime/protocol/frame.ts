@@ -56,6 +56,12 @@ import {
   type TensorMessageType,
 } from "./wire.ts";
 import { PROJS } from "../model/modules.ts";
+import {
+  decodeControlJson,
+  encodeControlJson,
+  type ScoresMessage,
+  type SelectMessage,
+} from "./control.ts";
 
 // ---------------------------------------------------------------------------
 // Frame shapes.
@@ -110,7 +116,17 @@ export type ErrorFrame = FrameHeader & {
   name: ProtocolErrorCode | null;
   message: string;
 };
-export type Frame = TensorFrame | HelloFrame | PingFrame | AckFrame | StepEndFrame | ErrorFrame;
+export type SelectFrame = FrameHeader & { type: "SELECT"; select: SelectMessage };
+export type ScoresFrame = FrameHeader & { type: "SCORES"; scores: ScoresMessage };
+export type Frame =
+  | TensorFrame
+  | HelloFrame
+  | PingFrame
+  | AckFrame
+  | StepEndFrame
+  | ErrorFrame
+  | SelectFrame
+  | ScoresFrame;
 
 /** Where a frame is in the step; layer and micro default to 0. */
 export interface FrameFields {
@@ -147,6 +163,8 @@ export type ControlFrameInput =
     | { type: "ACK"; acked: MessageType }
     | { type: "STEP_END" }
     | { type: "ERROR"; code: number; message: string }
+    | { type: "SELECT"; select: SelectMessage }
+    | { type: "SCORES"; scores: ScoresMessage }
   );
 
 export interface EncodeOptions {
@@ -664,6 +682,10 @@ function decodeControl(h: RawHeader, header: FrameHeader, body: Uint8Array): Fra
       }
       return { ...header, type, code, name: protocolErrorName(code), message };
     }
+    case "SELECT":
+      return { ...header, type, select: decodeControlJson("SELECT", body) };
+    case "SCORES":
+      return { ...header, type, scores: decodeControlJson("SCORES", body) };
   }
 }
 
@@ -983,7 +1005,7 @@ function utf8Prefix(message: string, max: number): Uint8Array {
   return bytes.slice(0, end);
 }
 
-/** Builds a control frame (HELLO, PING, PONG, ACK, STEP_END, ERROR). */
+/** Builds a control frame (HELLO, PING, PONG, ACK, STEP_END, ERROR, SELECT, SCORES). */
 export function encodeControlFrame(input: ControlFrameInput, opts: EncodeOptions = {}): Uint8Array {
   const limits = resolveLimits(opts.limits);
   let body: Uint8Array;
@@ -1044,6 +1066,12 @@ export function encodeControlFrame(input: ControlFrameInput, opts: EncodeOptions
       body.set(message, 4);
       break;
     }
+    case "SELECT":
+      body = encodeControlJson("SELECT", input.select);
+      break;
+    case "SCORES":
+      body = encodeControlJson("SCORES", input.scores);
+      break;
     default:
       throw argError(`${(input as { type: string }).type} is not a control message type`);
   }

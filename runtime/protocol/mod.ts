@@ -59,6 +59,8 @@ export {
   type Hello,
   type HelloFrame,
   type PingFrame,
+  type ScoresFrame,
+  type SelectFrame,
   type StepEndFrame,
   type TensorFrame,
   type TensorFrameInput,
@@ -66,6 +68,14 @@ export {
 } from "./frame.ts";
 export { type CountedType, type TypeCounts, WireStats, type WireStatsJSON } from "./stats.ts";
 export { Mailbox, MailboxTimeout } from "./mailbox.ts";
+export {
+  decodeControlJson,
+  encodeControlJson,
+  type ScoresMessage,
+  scoresMessageSchema,
+  type SelectMessage,
+  selectMessageSchema,
+} from "./control.ts";
 export {
   CLOSE_CODES,
   codecFor,

@@ -164,6 +164,27 @@ export function sampleFrames(k: Kernels, feedback: TopkFeedback): Uint8Array[] {
       encodeControlFrame({ type: "ERROR", ...fields, code: 14, message: "value 3 is NaN — ✗" }, {
         crc,
       }),
+      encodeControlFrame({
+        type: "SELECT",
+        ...fields,
+        select: {
+          step: 2,
+          active: ["0.q", "0.v", "3.down"],
+          probing: ["1.k"],
+          killed: ["0.k"],
+          revived: ["1.k"],
+          events: [{ kind: "kill", module: "0.k", score: 0.01 }, { kind: "probe", module: "1.k" }],
+          budget: { rho: 0.5 },
+          tier: "A",
+          reportAt: 5,
+          score: "effective",
+        },
+      }, { crc }),
+      encodeControlFrame({
+        type: "SCORES",
+        ...fields,
+        scores: { step: 5, score: "sensitivity", values: { "0.q": 1e-3, "1.k": 0 } },
+      }, { crc }),
     );
   }
   return frames;

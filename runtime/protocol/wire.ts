@@ -42,6 +42,10 @@ export const MESSAGE_TYPES = {
   ACK: 4,
   STEP_END: 5,
   ERROR: 6,
+  /** Module selection (JSON, control.ts): the coordinator's decision. */
+  SELECT: 7,
+  /** Module selection (JSON, control.ts): the device's per-module scores. */
+  SCORES: 8,
   HIDDEN_H0: 16,
   GROUP_INPUT: 17,
   DELTA_Y: 18,
@@ -87,6 +91,8 @@ export const MESSAGE_DIRECTION: Record<MessageType, Direction | "both"> = {
   ACK: "both",
   STEP_END: "both",
   ERROR: "both",
+  SELECT: "down",
+  SCORES: "up",
   HIDDEN_H0: "up",
   GROUP_INPUT: "down",
   DELTA_Y: "up",

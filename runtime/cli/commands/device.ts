@@ -26,6 +26,7 @@ export const deviceFlags = {
   seed: "number",
   "micro-batch": "number",
   threads: "number",
+  export: "string",
 } as const;
 
 const DTYPES = ["f32", "f16", "bf16", "int8"] as const;
@@ -53,6 +54,10 @@ export async function deviceCommand(flags: Flags): Promise<Record<string, unknow
   const microBatch = flags["micro-batch"] === undefined
     ? undefined
     : optionalInt(flags, "micro-batch", 1, cmd);
+  const exported = str("export");
+  if (exported !== undefined && exported !== "active" && exported !== "all") {
+    throw new UsageError(`${cmd}: --export must be active or all, got "${exported}"`);
+  }
   const waitForJob = optionalNumber(flags, "wait-for-job", 0);
   if (!(waitForJob >= 0)) throw new UsageError(`${cmd}: --wait-for-job must be ≥ 0 seconds`);
   let bar: Progress | undefined;
@@ -71,6 +76,7 @@ export async function deviceCommand(flags: Flags): Promise<Record<string, unknow
     steps,
     seed,
     microBatch,
+    export: exported,
     threads: optionalInt(flags, "threads", 1, cmd),
     onStep: (s) => {
       bar ??= new Progress("device", s.steps);
