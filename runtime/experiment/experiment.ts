@@ -126,9 +126,10 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     rows: joinPath(o.out, "rows.json"),
   };
   const order = new Map(runs.map((r, i) => [runId(r), i]));
-  const earlier = (await readRowsFile(files.rows, shape)).filter((r) =>
-    r.id !== undefined && order.has(r.id)
-  );
+  const saved = await readRowsFile(files.rows, shape);
+  const earlier = saved.filter((r) => r.id !== undefined && order.has(r.id));
+  // Rows of runs outside this grid (e.g. other seeds than --seeds asks for) stay in the file.
+  const others = saved.filter((r) => !(r.id !== undefined && order.has(r.id)));
   const done = new Set(earlier.map((r) => r.id!));
   const todo = runs.filter((r) => !done.has(runId(r)));
   const rows = [...earlier];
@@ -136,7 +137,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const save = (targets?: TargetResult[]) =>
     writeAtomic(
       files.rows,
-      JSON.stringify({ config: { shape }, rows: sorted(), targets } satisfies RowsFile) + "\n",
+      JSON.stringify(
+        { config: { shape }, rows: [...sorted(), ...others], targets } satisfies RowsFile,
+      ) + "\n",
     );
   log(
     `experiment kr${o.quick ? " --quick" : ""}: ${runs.length} runs (${earlier.length} already ` +

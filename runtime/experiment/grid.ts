@@ -174,11 +174,14 @@ export function quickShape(shape: ExperimentShape = EXPERIMENT_JOB): ExperimentS
   };
 }
 
-/** Every run, `all` first (its rows are what the others are compared against). */
+/**
+ * Every run, seed by seed (so a stopped grid has every task for its first seeds), `all` first in
+ * each task (its rows are what the others are compared against).
+ */
 export function buildGrid(g: GridOptions): RunSpec[] {
   const runs: RunSpec[] = [];
-  for (const task of g.tasks) {
-    for (const seed of g.seeds) {
+  for (const seed of g.seeds) {
+    for (const task of g.tasks) {
       const base = { task, seed, steps: g.steps, codec: "f32" as const };
       runs.push({ ...base, policy: "all", score: null, budget: null });
       for (const f of g.allFractions) {
