@@ -1,8 +1,8 @@
 import { assert } from "../../tests/util.ts";
 import { evaluateTargets } from "./aggregate.ts";
 import { EXPERIMENT_JOB } from "./grid.ts";
-import { renderReport, targetsSection, taskTable } from "./report.ts";
-import { taskRows } from "./testing.ts";
+import { renderReport, summaryTable, targetsSection, taskTable } from "./report.ts";
+import { syntheticRow, taskRows } from "./testing.ts";
 
 Deno.test("taskTable: one line per configuration with NLL, FLOPs, bytes and savings", () => {
   const rows = [...taskRows("t", 1), ...taskRows("t", 2, { nll_active: 3.1 })];
@@ -39,4 +39,21 @@ Deno.test("renderReport: job, data, targets with met / not met, a table per task
   assert(md.includes("20,000 tokens"), "the held-out cap is stated");
   assert(md.includes("nll_vs_flops.svg"));
   assert(targetsSection(targets).split("\n").length === 2 + targets.length);
+});
+
+Deno.test("summaryTable: a line per configuration, a NLL column per task, savings over tasks", () => {
+  const rows = [
+    ...taskRows("a", 1),
+    ...taskRows("b", 1, { nll_active: 3.0, bytes_up: 2e6, bytes_down: 2e6 }),
+    syntheticRow({ task: "a", policy: "random", nll_active: 3.5 }),
+  ];
+  const lines = summaryTable(rows, [{ name: "a", label: "A" }, { name: "b", label: "B" }])
+    .split("\n");
+  assert(lines[0].includes("NLL a | NLL b"), lines[0]);
+  assert(lines.length === 2 + 3, "all (full length only), kr, random:\n" + lines.join("\n"));
+  const kr = lines.find((l) => l.startsWith("| kr "))!;
+  // comm saved: (88% + 98%) / 2 = 93%.
+  assert(kr.includes("| 2.900 | 3.000 |") && kr.includes("93.0%"), kr);
+  const random = lines.find((l) => l.startsWith("| random "))!;
+  assert(random.includes("| 3.500 | – |"), random);
 });

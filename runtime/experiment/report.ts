@@ -87,6 +87,63 @@ export function taskTable(rows: readonly Row[], task: string): string {
   return lines.join("\n");
 }
 
+/**
+ * One line per configuration at the full length: each task's seed-mean NLL (active modules) and
+ * the savings averaged over tasks — the table for the README.
+ */
+export function summaryTable(
+  rows: readonly Row[],
+  tasks: readonly { name: string; label: string }[],
+): string {
+  const shown = tasks.filter((t) => rows.some((r) => r.task === t.name));
+  const full = new Map(
+    shown.map((
+      t,
+    ) => [t.name, Math.max(...rows.filter((r) => r.task === t.name).map((r) => r.steps))]),
+  );
+  const groups = groupRows(rows).filter((g) => full.get(g.task) === g.steps);
+  const key = (g: Group) => `${g.policy}/${g.score ?? "–"}/${g.budget ?? "–"}/${g.codec}`;
+  const configs = new Map<string, Group[]>();
+  for (const g of [...groups].sort(order)) configs.set(key(g), [...(configs.get(key(g)) ?? []), g]);
+  const head = [
+    "policy",
+    "score",
+    "ρ",
+    "codec",
+    ...shown.map((t) => `NLL ${t.name}`),
+    "compute saved (total / LoRA)",
+    "comm saved",
+  ];
+  const lines = [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map((_, i) => (i < 4 ? "---" : "---:")).join(" | ")} |`,
+  ];
+  const avg = (gs: Group[], f: (g: Group) => number) => {
+    const xs = gs.map(f).filter((x) => Number.isFinite(x));
+    return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  for (const gs of configs.values()) {
+    const g0 = gs[0];
+    lines.push(`| ${
+      [
+        g0.policy,
+        g0.score ?? "–",
+        g0.budget ?? "–",
+        g0.codec,
+        ...shown.map((t) => {
+          const g = gs.find((x) => x.task === t.name);
+          return g ? f(g.nllActive, 3) : "–";
+        }),
+        `${pct(avg(gs, (g) => g.savings.computeTotal))} / ${
+          pct(avg(gs, (g) => g.savings.computeLora))
+        }`,
+        pct(avg(gs, (g) => g.savings.comm)),
+      ].join(" | ")
+    } |`);
+  }
+  return lines.join("\n");
+}
+
 export function targetsSection(targets: readonly TargetResult[]): string {
   const mark = (
     m: boolean | null,
@@ -148,6 +205,10 @@ export function renderReport(rows: readonly Row[], meta: ReportMeta): string {
     "## Targets",
     "",
     targetsSection(meta.targets),
+    "",
+    "## Summary (means over seeds; savings averaged over tasks)",
+    "",
+    summaryTable(rows, meta.tasks),
   );
   for (const t of meta.tasks) {
     if (!rows.some((r) => r.task === t.name)) continue;
