@@ -31,7 +31,7 @@ const POLICY_ORDER = ["all", "kr", "random", "oneshot"];
 function order(a: Group, b: Group): number {
   return POLICY_ORDER.indexOf(a.policy) - POLICY_ORDER.indexOf(b.policy) ||
     (b.budget ?? 2) - (a.budget ?? 2) || (a.score ?? "").localeCompare(b.score ?? "") ||
-    a.codec.localeCompare(b.codec) || b.steps - a.steps;
+    (a.codec === "f32" ? 0 : 1) - (b.codec === "f32" ? 0 : 1) || b.steps - a.steps;
 }
 
 export function taskTable(rows: readonly Row[], task: string): string {
@@ -160,8 +160,11 @@ export function renderReport(rows: readonly Row[], meta: ReportMeta): string {
   const out: string[] = [
     "# Kill and Revive: held-out NLL, device compute and communication",
     "",
-    `Command: \`${meta.command}\`${meta.date ? ` (${meta.date})` : ""}. ${rows.length} runs` +
-    (meta.wallSeconds !== undefined ? `, ${(meta.wallSeconds / 60).toFixed(1)} min wall.` : "."),
+    `Command: \`${meta.command}\`${meta.date ? ` (${meta.date})` : ""}. ${rows.length} runs, ` +
+    `${(rows.reduce((a, r) => a + r.wall_s, 0) / 60).toFixed(1)} min of run time in all` +
+    (meta.wallSeconds !== undefined
+      ? ` (${(meta.wallSeconds / 60).toFixed(1)} min wall for this invocation).`
+      : "."),
     "",
     `Job: ${s.model}, LoRA rank ${s.rank} (alpha ${s.alpha}) on ${s.targets.join(",")}, ` +
     `lr ${s.lr}, batch ${s.batch} × seq ${s.seqLen}, ${s.steps} steps; KR warm-up ` +
