@@ -99,6 +99,15 @@ const COMMANDS: Record<string, Command> = {
     },
     positional: "what",
   },
+  experiment: {
+    summary: "experiment kr [--quick] [--out out/experiment-kr] [--jobs 2] " +
+      "[--tasks tinyshakespeare,austen,sst2] [--seeds 3]",
+    load: async () => {
+      const m = await import("./commands/experiment.ts");
+      return { flags: m.experimentFlags, run: m.experimentCommand, human: m.printExperiment };
+    },
+    positional: "what",
+  },
 };
 
 /** Contract commands whose issue has not landed: they say so instead of pretending. */
