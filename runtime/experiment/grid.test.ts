@@ -28,7 +28,11 @@ Deno.test("full grid: 3 tasks × 3 seeds × (all at 4 lengths, 5 policies × 3 b
   assertEquals(all.map((r) => r.steps).slice(0, 4), [200, 50, 100, 150]);
   assert(all.every((r) => r.budget === null && r.score === null));
   assert(runs.filter((r) => r.policy === "random").every((r) => r.score === null));
-  assert(runs.filter((r) => r.policy === "oneshot").every((r) => r.score === "change"));
+  assert(
+    runs.filter((r) => r.policy === "oneshot").every((r) =>
+      r.score === EXPERIMENT_JOB.defaultScore
+    ),
+  );
   // `all` of a task and seed comes before the runs compared against it.
   assertEquals(runs[0].policy, "all");
 });
@@ -71,6 +75,6 @@ Deno.test("krOptions: null for all, the budget and the shared schedule otherwise
   ]);
   assertEquals(
     krOptions({ ...spec, policy: "random", score: null }, EXPERIMENT_JOB)!.score,
-    "change",
+    EXPERIMENT_JOB.defaultScore,
   );
 });

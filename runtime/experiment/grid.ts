@@ -3,7 +3,7 @@
  * shape they share. Every hyperparameter lives in `EXPERIMENT_JOB` so tuning it is a one-line
  * change; the grid builders only combine tasks × policies × budgets × seeds.
  */
-import type { KrOptions } from "../../coordinator/scheduler/options.ts";
+import { KR_DEFAULTS, type KrOptions } from "../../coordinator/scheduler/options.ts";
 import type { DataSource } from "../demo/data.ts";
 import { type ScoreName, SCORES } from "../device/scores.ts";
 import { type Proj, PROJS } from "../model/modules.ts";
@@ -12,30 +12,31 @@ export type Policy = "all" | "kr" | "random" | "oneshot";
 export type ExperimentCodec = "f32" | "bf16";
 
 /**
- * The job every run shares. The KR schedule (warm-up, period, probe fraction and window) is what
- * the research harness (bench/kr-sim-dev.ts) runs by default; `undefined` warm-up would take
- * coordinator/scheduler/options.ts's default (10% of the run), and a null period there means one
- * pass over the device's data, far longer than these runs, so the period is set here.
+ * The job every run shares. The Kill-and-Revive schedule is the product's default
+ * (KR_DEFAULTS in coordinator/scheduler/options.ts, measured with bench/kr-sim-dev.ts): warm-up
+ * 5% of the run, period min(one pass, 20% of the run), probes of ⅛ period for q = 0.1 of the
+ * killed modules, the trained modules' lr doubled after the warm-up. `undefined`/null here take
+ * those defaults; a number overrides them. lr 6e-3 is the best of the harness's sweep for `all`.
  */
 export const EXPERIMENT_JOB = {
   model: "stories260K",
   rank: 8,
   alpha: 16,
-  lr: 3e-3,
+  lr: 6e-3,
   batch: 4,
   seqLen: 128,
   steps: 200,
   targets: [...PROJS] as Proj[],
   /** KrOptions.warmup: steps with every module active before the first decision. */
-  warmup: 5 as number | undefined,
-  /** KrOptions.period: steps between decisions. */
-  period: 20,
+  warmup: undefined as number | undefined,
+  /** KrOptions.period: steps between decisions (null: the default). */
+  period: null as number | null,
   /** KrOptions.probe: steps a revived module is probed before it is ranked again. */
-  probe: 10,
-  /** KrOptions.revive_fraction (q). */
-  reviveFraction: 0.25,
-  /** The score of the "default" KR runs (and of oneshot's one prune): the paper's change norm. */
-  defaultScore: "change" as ScoreName,
+  probe: null as number | null,
+  /** KrOptions.revive_fraction (q); undefined: the default. */
+  reviveFraction: undefined as number | undefined,
+  /** The score of the "default" KR runs (and of oneshot's one prune). */
+  defaultScore: KR_DEFAULTS.score as ScoreName,
   /** Held-out part of each device's text: its last 10%, as DLORA.md §7. */
   heldOut: 0.1,
   /** Held-out tokens evaluated per run (a cap for speed; BOS included). */
@@ -98,7 +99,7 @@ export function krOptions(s: RunSpec, shape: ExperimentShape): KrOptions | null 
     warmup: shape.warmup,
     period: shape.period,
     probe: shape.probe,
-    revive_fraction: shape.reviveFraction,
+    ...(shape.reviveFraction !== undefined ? { revive_fraction: shape.reviveFraction } : {}),
     mode: "topk",
     tau: null,
     export: "active",
