@@ -5,6 +5,7 @@
  */
 import { type Group, groupRows, type Row, type TargetResult } from "./aggregate.ts";
 import type { ExperimentShape } from "./grid.ts";
+import { selectionFromOptions } from "../../coordinator/scheduler/options.ts";
 
 export interface ReportMeta {
   command: string;
@@ -167,9 +168,8 @@ export function renderReport(rows: readonly Row[], meta: ReportMeta): string {
       : "."),
     "",
     `Job: ${s.model}, LoRA rank ${s.rank} (alpha ${s.alpha}) on ${s.targets.join(",")}, ` +
-    `lr ${s.lr}, batch ${s.batch} × seq ${s.seqLen}, ${s.steps} steps; KR warm-up ` +
-    `${s.warmup ?? "10% of the run"}, period ${s.period}, probe window ${s.probe}, revive ` +
-    `fraction ${s.reviveFraction}; default score \`${s.defaultScore}\`. One device per run, ` +
+    `lr ${s.lr}, batch ${s.batch} × seq ${s.seqLen}, ${s.steps} steps; ${scheduleText(s)}; ` +
+    `default score \`${s.defaultScore}\`. One device per run, ` +
     `coordinator and device in one process over an in-memory transport that carries the real ` +
     `frames, so bytes are frame bytes.`,
     "",
@@ -219,4 +219,25 @@ export function renderReport(rows: readonly Row[], meta: ReportMeta): string {
   }
   out.push("", "![held-out NLL vs device FLOPs](nll_vs_flops.svg)", "");
   return out.join("\n");
+}
+
+/**
+ * The KR schedule the runs used, in words: the shape's values, else the product defaults
+ * (KR_DEFAULTS) resolved for this run length (every task's data is longer than the default period).
+ */
+function scheduleText(s: ExperimentShape): string {
+  const sel = selectionFromOptions({
+    policy: "kr",
+    warmup: s.warmup,
+    period: s.period,
+    probe: s.probe,
+    ...(s.reviveFraction !== undefined ? { revive_fraction: s.reviveFraction } : {}),
+    mode: "topk",
+    tau: null,
+    export: "active",
+  }, { totalSteps: s.steps, stepsPerPass: Infinity });
+  const c = sel.config;
+  return `KR warm-up ${c.warmup} steps, period ${c.period}, probe window ${c.probeWindow}, ` +
+    `revive fraction ${c.probeFraction}, trained modules' lr ×${sel.lrScale} after the warm-up` +
+    (s.warmup === undefined && s.period === null ? " (the product defaults, KR_DEFAULTS)" : "");
 }
