@@ -187,4 +187,6 @@ type KrJson = { active_end: number; modules: number };
 type SavedJson = { flops: number | null; bytes: number | null };
 const kr = (d: Record<string, unknown>) => d.kr as KrJson;
 const saved = (d: Record<string, unknown>) => d.savings_estimated as SavedJson;
-const pct = (x: number | null) => (x === null ? "—" : `${(100 * x).toFixed(1)} %`);
+/** A share as "12.3 %" ("0.0 %", not "-0.0 %", for what rounds to zero). */
+const pct = (x: number | null) =>
+  x === null ? "—" : `${(Math.abs(x) < 5e-4 ? 0 : 100 * x).toFixed(1)} %`;
