@@ -37,7 +37,12 @@ import {
   trained,
 } from "../coordinator/scheduler/mod.ts";
 import { readSource, splitFold } from "../runtime/demo/data.ts";
-import { headBackwardFlops, headForwardFlops, optimizerFlops } from "../runtime/device/flops.ts";
+import {
+  headBackwardFlops,
+  headForwardFlops,
+  lossFlops,
+  optimizerFlops,
+} from "../runtime/device/flops.ts";
 import {
   changeNorm,
   effectiveWeightChange,
@@ -109,7 +114,7 @@ const cost = (m: string) => rank * (dims.get(m)!.inDim + dims.get(m)!.outDim);
 const costs = new Map(modules.map((m) => [m, cost(m)]));
 const M = batch * seqLen;
 const headFlops = headForwardFlops(M, cfg.dim, cfg.vocabSize) +
-  headBackwardFlops(M, cfg.dim, cfg.vocabSize);
+  headBackwardFlops(M, cfg.dim, cfg.vocabSize) + lossFlops(M, cfg.vocabSize);
 
 interface RunResult {
   task: string;

@@ -45,6 +45,17 @@ Deno.test("dlora device: enrolls, waits for its job, trains over the step stream
     assert((json.flops as number) > 0);
     const kinds = json.flops_by_kind as Record<string, number>;
     assert(kinds.lora_forward > 0 && kinds.lora_backward === 2 * kinds.lora_forward);
+    // Every kind listed, and they add up to the total.
+    assertEquals(Object.keys(kinds).sort(), [
+      "embedding",
+      "head",
+      "lora_backward",
+      "lora_forward",
+      "loss",
+      "optimizer",
+    ]);
+    assertEquals(Object.values(kinds).reduce((a, b) => a + b, 0), json.flops);
+    assert(kinds.head > 0 && kinds.loss > 0 && kinds.optimizer > 0);
     assert((json.capability as { gflops: number }).gflops > 0, "capability reported");
     assert(/registered as dev_/.test(r.stderr), "the new token is shown on stderr");
     assert(!r.stdout.includes(r.stderr.match(/token \(shown only now\): (\S+)/)![1]));

@@ -390,6 +390,7 @@ export function deviceResultJson(r: DeviceResult): Record<string, unknown> {
       optimizer: r.flops.optimizer,
       embedding: r.flops.embedding,
       head: r.flops.head,
+      loss: r.flops.loss,
     },
     step_seconds_mean: +mean(r.stepSeconds).toFixed(6),
     compute_seconds: +r.computeSeconds.toFixed(6),

@@ -17,16 +17,18 @@ export interface DeviceFlops {
   optimizer: number;
   /** The embedding lookup: a gather, no arithmetic (0, listed so nothing is hidden). */
   embedding: number;
-  /** Final RMSNorm, LM head, cross-entropy and their backward to ∂L/∂hL. */
+  /** Final RMSNorm and LM head, forward and backward to ∂L/∂hL. */
   head: number;
+  /** Softmax cross-entropy over the logits and its gradient (lossFlops). */
+  loss: number;
 }
 
 export function zeroFlops(): DeviceFlops {
-  return { loraForward: 0, loraBackward: 0, optimizer: 0, embedding: 0, head: 0 };
+  return { loraForward: 0, loraBackward: 0, optimizer: 0, embedding: 0, head: 0, loss: 0 };
 }
 
 export function totalFlops(f: DeviceFlops): number {
-  return f.loraForward + f.loraBackward + f.optimizer + f.embedding + f.head;
+  return f.loraForward + f.loraBackward + f.optimizer + f.embedding + f.head + f.loss;
 }
 
 /** RMSNorm forward (M,D): Σx² (2), then x·rstd·w (2) per element. */
@@ -39,13 +41,17 @@ export function rmsnormBackwardFlops(M: number, D: number): number {
   return 8 * M * D;
 }
 
-/**
- * headForward with the gradient prepared: final RMSNorm, logits = xf·Wᵀ (M,V), and the fused
- * softmax cross-entropy with its gradient (max, exp, sum, normalise, subtract one-hot: 5 per
- * logit).
- */
+/** headForward: final RMSNorm and logits = xf·Wᵀ (M,V). */
 export function headForwardFlops(M: number, D: number, V: number): number {
-  return rmsnormForwardFlops(M, D) + gemmFlops(M, D, V) + 5 * M * V;
+  return rmsnormForwardFlops(M, D) + gemmFlops(M, D, V);
+}
+
+/**
+ * The fused softmax cross-entropy over (M,V) logits with its gradient: max, exp, sum, normalise,
+ * subtract the one-hot, 5 per logit.
+ */
+export function lossFlops(M: number, V: number): number {
+  return 5 * M * V;
 }
 
 /** headBackward: dxf = dlogits·W (M,V)×(V,D), the scale (1 per element), RMSNorm backward. */

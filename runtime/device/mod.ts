@@ -21,6 +21,7 @@ export {
   type DeviceFlops,
   headBackwardFlops,
   headForwardFlops,
+  lossFlops,
   optimizerFlops,
   totalFlops,
 } from "./flops.ts";

@@ -47,6 +47,7 @@ import {
   type DeviceFlops,
   headBackwardFlops,
   headForwardFlops,
+  lossFlops,
   optimizerFlops,
   zeroFlops,
 } from "./flops.ts";
@@ -215,6 +216,7 @@ export class DeviceSession {
           this.#compute(() => {
             const r = ends.headForward(f.tensors[0].data, b.targets, b, { grad: true });
             this.flops.head += headForwardFlops(M, D, V);
+            this.flops.loss += lossFlops(M, V);
             if (r.count > 0) sum += r.mean * r.count;
             if (!Number.isFinite(r.mean) && r.count > 0) {
               this.#abort(at, `the loss is ${r.mean}`);

@@ -126,6 +126,8 @@ Deno.test("inprocess: kr at ρ = 0.25 trains only ⌈ρN⌉ modules (+ probes) a
     assert(kr.flops.loraBackward < 0.7 * all.flops.loraBackward);
     assert(kr.flops.optimizer < 0.7 * all.flops.optimizer);
     assertEquals(kr.flops.head, all.flops.head, "the head runs every step either way");
+    assertEquals(kr.flops.loss, all.flops.loss, "so does the loss");
+    assert(kr.flops.loss > 0);
     // Same data, same first steps: the warm-up losses are identical.
     assertClose(kr.losses.slice(0, 2), all.losses.slice(0, 2), { atol: 0, rtol: 1e-6 });
     assertEquals(kr.losses.length, steps);
