@@ -9,7 +9,7 @@
  *   deno run -A bench/kr-sim-dev.ts [--task shakespeare|austen|sst2] [--steps 200] [--lr 6e-3]
  *     [--runs all,random,oneshot:effective,kr:effective] [--rho 0.25,0.125] [--seeds 0,1,2]
  *     [--warmup 10] [--period 40] [--probe-frac 0.1] [--probe-window 5] [--selected-lr-scale 2]
- *     [--cost-aware] [--cost-budget] [--json]
+ *     [--cost-aware] [--cost-budget] [--margin 1] [--json]
  *
  * The defaults are the recommended ones (coordinator/scheduler/options.ts KR_DEFAULTS at 200
  * steps). Data: the task's text (runtime/demo/data.ts), held-out = its last 10% cut at a line
@@ -20,8 +20,9 @@
  * A run spec is `policy[:score[:options]]`, options `key=value` separated by ';' overriding the
  * flags for that run: warmup, period, pf (probe fraction), pw (probe window), cost=1 (rank by
  * score per unit cost r·(in+out)), over=1 (cost budget), lrs (lr multiplier of the selected
- * modules after the warm-up; never applied to `all`), tau (threshold mode). A dev tool, not a
- * test.
+ * modules after the warm-up; never applied to `all`), tau (threshold mode), margin (kr's
+ * hysteresis: a probe replaces an active module only if its score exceeds margin × that module's).
+ * A dev tool, not a test.
  */
 import { Kernels } from "../kernels/mod.ts";
 import { loraBackwardFlops, loraForwardFlops } from "../kernels/mod.ts";
@@ -87,6 +88,7 @@ const defaults = {
   lrs: Number(value("--selected-lr-scale", "2")),
   over: flag("--cost-budget") ? 1 : 0,
   tau: NaN,
+  margin: Number(value("--margin", "1")),
 };
 
 const loaded = await loadModel("stories260K", { requireTokenizer: true });
@@ -154,6 +156,7 @@ async function runOne(spec: string, rho: number, seed: number): Promise<RunResul
     period: o.period,
     probeFraction: o.pf,
     probeWindow: o.pw,
+    margin: o.margin,
   };
   const budget: Budget = Number.isFinite(o.tau)
     ? { tau: o.tau }

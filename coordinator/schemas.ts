@@ -100,6 +100,8 @@ const krSchema = z.strictObject({
   budget_over: z.enum(["count", "cost"]).default("count"),
   /** Learning-rate multiplier of the modules trained after the warm-up (not for `all`). */
   lr_scale: z.number().gt(0).max(100).default(KR_DEFAULTS.lrScale),
+  /** kr hysteresis: a probe displaces an active module only if its score is this factor higher. */
+  margin: z.number().min(1).max(100).optional(),
 });
 
 /** The job schema under `limits`; its output is the normalized spec that is stored. */

@@ -112,6 +112,74 @@ Deno.test("kr: at a probe end probes compete with the active modules and the top
   );
 });
 
+Deno.test("kr: with a margin a probe displaces an active module only by beating it by the margin", () => {
+  const state: SchedulerState = {
+    ...initialState(MODS),
+    active: ["a", "b", "c", "d"],
+    probing: ["e", "f"],
+    probeStart: 18,
+    killedSince: { g: 10, h: 10 },
+  };
+  // The weakest active modules are b = 2 and d = 2.2; e beats b by ×1.2, f by ×1.6.
+  const scores = new Map([["a", 5], ["b", 2], ["c", 4], ["d", 2.2], ["e", 2.4], ["f", 3.2]]);
+  const at = (margin: number | undefined) =>
+    kr.decide(input({ step: 21, state, scores, config: { ...CONFIG, margin } }));
+  // No margin: the top four by raw score, a 5, c 4, f 3.2, e 2.4 (d and b go).
+  assertEquals(at(undefined).active, ["a", "c", "e", "f"]);
+  assertEquals(at(1).active, ["a", "c", "e", "f"]);
+  // ×1.25: f (3.2/1.25 = 2.56) still displaces the weakest, b; e (1.92) displaces nothing.
+  const mid = at(1.25);
+  assertEquals(mid.active, ["a", "c", "d", "f"]);
+  assertEquals(mid.killed, ["b", "e"]);
+  const kinds = Object.fromEntries(mid.events.map((e) => [e.module, e.kind]));
+  assertEquals(kinds, { b: "kill", e: "drop", f: "promote" });
+  assertEquals(mid.events.find((e) => e.module === "f")!.score, 3.2, "events keep the raw score");
+  // ×1.75: neither probe clears the weakest active module; the active set stays.
+  const high = at(1.75);
+  assertEquals(high.active, ["a", "b", "c", "d"]);
+  assertEquals(high.killed, ["e", "f"]);
+  assert(high.events.every((e) => e.kind === "drop"), "only the probes move");
+});
+
+Deno.test("kr: the margin leaves the first prune and runs without probes unchanged", () => {
+  const run = (margin: number) =>
+    runSchedule({
+      policy: kr,
+      modules: MODULES56,
+      config: { ...CONFIG, probeFraction: 0, margin },
+      totalSteps: 60,
+      budget: () => ({ rho: 0.25 }),
+      score: (m, from, to) => (to - from) * (1 + (MODULES56.indexOf(m) % 7)),
+      seed: 2,
+    }).state.history;
+  assertEquals(run(1.5), run(1));
+  // Scores that reshuffle every window: without a margin probes win places, with one fewer.
+  const probed = (margin: number) =>
+    runSchedule({
+      policy: kr,
+      modules: MODULES56,
+      config: { ...CONFIG, margin },
+      totalSteps: 60,
+      budget: () => ({ rho: 0.25 }),
+      score: (m, from, to) => (to - from) * (1 + ((MODULES56.indexOf(m) * 31 + from * 17) % 13)),
+      seed: 2,
+    }).trace;
+  const promotions = (margin: number) =>
+    probed(margin).flatMap((t) => t.decision.events).filter((e) => e.kind === "promote").length;
+  assert(promotions(1) > 0, "without a margin some probes win");
+  assert(promotions(1.5) < promotions(1), `${promotions(1.5)} ≥ ${promotions(1)}`);
+  assertEquals(promotions(1e9), 0, "a margin no probe can clear freezes the first prune's set");
+});
+
+Deno.test("kr: a margin below 1 or not finite is refused", () => {
+  for (const margin of [0.9, 0, NaN, Infinity]) {
+    assertThrows(
+      () => kr.decide(input({ config: { ...CONFIG, margin } })),
+      /margin must be a finite number ≥ 1/,
+    );
+  }
+});
+
 Deno.test("kr: the budget holds at every event of a run, probes on top", () => {
   const N = MODULES56.length, rho = 0.25, K = budgetCount(rho, N);
   const { trace } = runSchedule({

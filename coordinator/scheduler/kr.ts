@@ -6,7 +6,10 @@
  * scores of that window and the top stay; the losers are killed again (their kill clock restarts,
  * so the next probes go to modules not tried for longer). When the budget grows (the device was
  * re-tiered) the longest-killed modules fill the room at the next event. A probe end is a ranking
- * event too: the budget passed in then applies to it.
+ * event too: the budget passed in then applies to it. With `config.margin` > 1 (hysteresis) a probe
+ * ranks on c_i / margin: it displaces an active module only if it beats that module's score by the
+ * margin. The scores of a ranking all cover the same window (since the previous event), so the
+ * probes and the active modules are compared over equal steps.
  */
 import {
   type Decision,
@@ -33,7 +36,14 @@ export const kr: SelectionPolicy = {
     }
     const score = (m: string) => scoreOf(input, m, "kr");
     const candidates = trained(state);
-    const keep = selectByBudget(input, candidates, state.active, "kr");
+    const margin = config.margin ?? 1;
+    const ranking = margin === 1 || state.probing.length === 0 ? input : {
+      ...input,
+      scores: new Map(
+        candidates.map((m) => [m, state.probing.includes(m) ? score(m) / margin : score(m)]),
+      ),
+    };
+    const keep = selectByBudget(ranking, candidates, state.active, "kr");
     const events: SelectionEvent[] = [];
     const killed: string[] = [];
     const active = new Set<string>();

@@ -37,6 +37,8 @@ Deno.test("selectionFromOptions: defaults, tier budget, overrides", () => {
   assertEquals(o.config, { warmup: 5, period: 10, probeFraction: 0.25, probeWindow: 4 });
   assertEquals([o.score, o.exportModules], ["effective", "all"]);
   assertEquals(o.budget(0.5), { rho: 0.3 });
+  // Hysteresis: a margin other than 1 reaches the policy's config.
+  assertEquals(selectionFromOptions({ ...BASE, margin: 1.25 }, RUN).config.margin, 1.25);
   const t = selectionFromOptions({ ...BASE, mode: "threshold", tau: 0.5 }, RUN);
   assertEquals(t.budget(0.5), { tau: 0.5 });
 });
@@ -52,6 +54,7 @@ Deno.test("selectionFromOptions: errors a person can act on", () => {
   assertThrows(() => selectionFromOptions({ ...BASE, budget: 2 }, RUN), /ρ must be in/);
   assertThrows(() => selectionFromOptions({ ...BASE, period: 0 }, RUN), /period must be/);
   assertThrows(() => selectionFromOptions({ ...BASE, lr_scale: 0 }, RUN), /lr_scale must be a/);
+  assertThrows(() => selectionFromOptions({ ...BASE, margin: 0.5 }, RUN), /margin must be a/);
   assertThrows(
     // deno-lint-ignore no-explicit-any
     () => selectionFromOptions({ ...BASE, budget_over: "flops" as any }, RUN),

@@ -36,6 +36,8 @@ export const KR_DEFAULTS = {
   reviveFraction: 0.1,
   /** Learning-rate multiplier of the selected modules after the warm-up. */
   lrScale: 2,
+  /** Hysteresis: a probe displaces an active module only if its score is this factor higher. */
+  margin: 1,
 } as const;
 
 /** The job's `kr` options (the stored spec; `score`, `budget`, … are optional extensions). */
@@ -66,6 +68,11 @@ export interface KrOptions {
    * `all`); default KR_DEFAULTS.lrScale, 1 = the job's lr throughout.
    */
   lr_scale?: number;
+  /**
+   * kr's hysteresis (≥ 1): at a probe end a probe takes an active module's place only if its score
+   * exceeds that module's by this factor; default KR_DEFAULTS.margin (1 = plain ranking).
+   */
+  margin?: number;
 }
 
 export interface Selection {
@@ -99,6 +106,8 @@ export function selectionFromOptions(
     probeFraction: o.revive_fraction ?? KR_DEFAULTS.reviveFraction,
     probeWindow: o.probe ?? Math.max(1, Math.round(KR_DEFAULTS.probeOfPeriod * period)),
   };
+  const margin: number = o.margin ?? KR_DEFAULTS.margin;
+  if (margin !== 1) config.margin = margin; // 1 = no hysteresis, left out of the config
   validateConfig(config);
   const lrScale = o.policy === "all" ? 1 : o.lr_scale ?? KR_DEFAULTS.lrScale;
   if (!(lrScale > 0 && Number.isFinite(lrScale))) {

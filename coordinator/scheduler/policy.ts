@@ -30,6 +30,12 @@ export interface SelectionConfig {
   probeFraction: number;
   /** Steps a probe runs before it is scored and ranked with the active modules. */
   probeWindow: number;
+  /**
+   * Hysteresis (≥ 1; default 1 = none): when probes are ranked with the active modules, a probe
+   * takes an active module's place only if its score exceeds that module's by this factor
+   * (probes rank on c_i / margin).
+   */
+  margin?: number;
 }
 
 /** One decision as the history keeps it. */
@@ -147,6 +153,11 @@ export function validateConfig(c: SelectionConfig): void {
   if (!(c.probeFraction >= 0 && c.probeFraction <= 1)) {
     throw new Error(
       `module selection: probeFraction must be in [0, 1], got ${c.probeFraction}`,
+    );
+  }
+  if (c.margin !== undefined && !(c.margin >= 1 && Number.isFinite(c.margin))) {
+    throw new Error(
+      `module selection: margin must be a finite number ≥ 1 (1 = no hysteresis), got ${c.margin}`,
     );
   }
 }
