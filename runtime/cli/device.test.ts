@@ -24,6 +24,8 @@ Deno.test("dlora device: enrolls, waits for its job, trains over the step stream
       data,
       "--out",
       `${dir}/adapter`,
+      // The job's batch of 2 as two micro-batches of 1, both in flight (pipelined).
+      ...["--micro-batch", "1", "--pipeline", "2"],
       "--json",
     ]);
     // The operator puts the newly registered device into a job.
@@ -89,4 +91,14 @@ Deno.test("dlora device: a wrong token fails with the coordinator's message", as
     await stack.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("dlora device: --pipeline below 1 is a usage error", async () => {
+  const r = await runCli([
+    "device",
+    ...["--coordinator", "http://127.0.0.1:9", "--token", "t", "--data", "x.txt", "--out", "o"],
+    ...["--pipeline", "0"],
+  ]);
+  assertEquals(r.code, 2, r.stderr);
+  assert(/--pipeline must be an integer ≥ 1, got 0/.test(r.stderr), r.stderr);
 });

@@ -41,7 +41,7 @@ const COMMANDS: Record<string, Command> = {
   device: {
     summary: "device --coordinator URL (--token T | --enroll T) --data FILE --out DIR [--job ID " +
       "--wait-for-job S --model M --tokenizer F --codec f32|f16|bf16|int8 --steps N --seed S " +
-      "--micro-batch N --threads N --name S --export active|all]",
+      "--micro-batch N --pipeline N --threads N --name S --export active|all]",
     load: async () => {
       const m = await import("./commands/device.ts");
       return { flags: m.deviceFlags, run: m.deviceCommand };

@@ -25,6 +25,7 @@ export const deviceFlags = {
   steps: "number",
   seed: "number",
   "micro-batch": "number",
+  pipeline: "number",
   threads: "number",
   export: "string",
 } as const;
@@ -54,6 +55,11 @@ export async function deviceCommand(flags: Flags): Promise<Record<string, unknow
   const microBatch = flags["micro-batch"] === undefined
     ? undefined
     : optionalInt(flags, "micro-batch", 1, cmd);
+  // Micro-batches in flight at once: 2 (default) overlaps the device's work with the
+  // coordinator's; 1 runs them one after another.
+  const pipeline = flags.pipeline === undefined
+    ? undefined
+    : optionalInt(flags, "pipeline", 1, cmd);
   const exported = str("export");
   if (exported !== undefined && exported !== "active" && exported !== "all") {
     throw new UsageError(`${cmd}: --export must be active or all, got "${exported}"`);
@@ -76,6 +82,7 @@ export async function deviceCommand(flags: Flags): Promise<Record<string, unknow
     steps,
     seed,
     microBatch,
+    pipeline,
     export: exported,
     threads: optionalInt(flags, "threads", 1, cmd),
     onStep: (s) => {
