@@ -13,6 +13,8 @@ export interface PoolOptions {
   /** After each finished run (e.g. to save rows.json). */
   onRow?: (row: Row, spec: RunSpec) => void | Promise<void>;
   onError?: (spec: RunSpec, message: string) => void;
+  /** The worker module (default ./worker.ts; tests give one of their own). */
+  workerUrl?: URL;
 }
 
 export interface PoolResult {
@@ -20,8 +22,8 @@ export interface PoolResult {
   failed: { id: string; message: string }[];
 }
 
-function newWorker(): Worker {
-  return new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+function newWorker(url = new URL("./worker.ts", import.meta.url)): Worker {
+  return new Worker(url, { type: "module" });
 }
 
 /** Sends one run to `w` and waits for its answer (a dead worker answers with an error). */
@@ -44,7 +46,7 @@ export async function runPool(specs: readonly RunSpec[], o: PoolOptions): Promis
   const queue = [...specs];
   const rows: Row[] = [], failed: PoolResult["failed"] = [];
   const slot = async () => {
-    let w = newWorker();
+    let w = newWorker(o.workerUrl);
     try {
       for (let spec = queue.shift(); spec !== undefined; spec = queue.shift()) {
         const answer = await runOn(w, o.shape, spec);
@@ -56,7 +58,7 @@ export async function runPool(specs: readonly RunSpec[], o: PoolOptions): Promis
           o.onError?.(spec, answer.message);
           if (answer.message.startsWith("worker crashed")) {
             w.terminate();
-            w = newWorker();
+            w = newWorker(o.workerUrl);
           }
         }
       }
