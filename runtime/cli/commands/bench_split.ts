@@ -11,9 +11,10 @@
  * bf16 split step with the best local step over the thread counts measured. --quick: 2 timed
  * steps (and 1 warm-up) of a shorter sequence (64), which the target is then not judged on.
  * `--micro-batch N` splits the device's batch into micro-batches of N rows, pipelined 2 in
- * flight (DLORA.md §2; the gradient stays the whole batch's). Default the whole batch in one: on
- * this shared 2-core box, where the device and coordinator compete for the same cores, halves
- * pipelined measured no faster (see README).
+ * flight (DLORA.md §2; the gradient stays the whole batch's). Default: every codec with the whole
+ * batch in one micro-batch, and (full run only) bf16 also as two pipelined half-batches — on a
+ * quiet 2-core box that is the faster split at one thread and the slower at two, since the
+ * device and the coordinator then compete for the same cores (see README).
  */
 import { sharedText, startStack } from "../../../coordinator/step_testing.ts";
 import type { StepReport } from "../../../coordinator/session.ts";
@@ -151,6 +152,11 @@ export async function benchSplit(
   for (const threads of o.threads === undefined ? [1, 2] : [o.threads]) {
     for (const codec of SPLIT_CODECS) {
       rows.push(await splitRow(codec, batch, seqLen, steps, threads, microBatch));
+    }
+    // Without --micro-batch the full run also measures bf16 as two pipelined half-batches
+    // (the device's work and the coordinator's overlap when each has a core of its own).
+    if (o.microBatch === undefined && !o.quick) {
+      rows.push(await splitRow("bf16", batch, seqLen, steps, threads, batch / 2));
     }
   }
   return { rows, targets: judgeSplit(rows), quick: o.quick };
