@@ -1,6 +1,6 @@
 import { assert, assertClose, assertEquals, assertRejects } from "../tests/util.ts";
 import { silentLogger } from "./deps.ts";
-import { type RetierEvent, StepExecutor } from "./executor.ts";
+import { type RetierEvent, StepExecutor, stepWorkChanged } from "./executor.ts";
 import { DEFAULT_TIERS } from "./tiers.ts";
 import { serve } from "./serve.ts";
 import { sharedText, startStack } from "./step_testing.ts";
@@ -405,4 +405,26 @@ Deno.test("the link is measured with PINGs at session start; a device outside it
   } finally {
     await stack.close();
   }
+});
+
+Deno.test("drift baseline restarts when Kill and Revive changes the device's modules, not otherwise", () => {
+  const report = { session: 1, step: 9, micros: 1, tokens: 32, seconds: 0.1, computeSeconds: 0.05 };
+  const decision = (events: { kind: "kill"; module: string; step: number }[]) => ({
+    step: 10,
+    active: ["0.q"],
+    probing: [],
+    events,
+    budget: { rho: 0.25 },
+    tier: "B",
+    missedScores: false,
+  });
+  assertEquals(stepWorkChanged(report), false, "no decision");
+  assertEquals(stepWorkChanged({ ...report, selection: decision([]) }), false, "nothing moved");
+  assertEquals(
+    stepWorkChanged({
+      ...report,
+      selection: decision([{ kind: "kill", module: "0.k", step: 10 }]),
+    }),
+    true,
+  );
 });

@@ -150,6 +150,11 @@ function closeReason(reason: string): string {
   return r;
 }
 
+/** Whether the step's module-selection decision changed the modules the device trains. */
+export function stepWorkChanged(report: StepReport): boolean {
+  return (report.selection?.events.length ?? 0) > 0;
+}
+
 function jsonError(status: number, kind: string, message: string): Response {
   return new Response(JSON.stringify({ error: { kind, message } }), {
     status,
@@ -271,6 +276,12 @@ export class StepExecutor implements Executor {
         send: (frame) => this.#sendDown(live, frame),
         step: (report) => {
           this.#stepDone(live, open.job, report);
+          if (stepWorkChanged(report)) {
+            // Kill and Revive changed what the device computes: its step time moves for that
+            // reason, not because the device or the link did; start a new baseline.
+            live.drift.reset();
+            return;
+          }
           const drift = live.drift.observe(report.seconds - report.computeSeconds);
           if (drift !== null) void this.#measureLink(live, open.device.id, drift);
         },
