@@ -9,7 +9,8 @@
  *
  * One step, micro-batch m (device → ↑, coordinator → ↓):
  *   ↑ HIDDEN_H0 → blocks forward: per active group ↓ GROUP_INPUT, ↑ DELTA_Y → ↓ HIDDEN_HL →
- *   ↑ GRAD_HL → blocks backward: per active group ↓ GROUP_GRAD, ↑ GRAD_X_LORA → ↓ STEP_END(m);
+ *   ↑ GRAD_HL → blocks backward: per active group ↓ GROUP_GRAD, ↑ GRAD_X_LORA (none for the
+ *   first active group in forward order: nothing upstream is trained) → ↓ STEP_END(m);
  *   after its optimizer step the device sends ↑ STEP_END (the step is counted then).
  * Micro-batches may overlap (DLORA.md §2, pipelining): a device may send the next micro-batch's
  * HIDDEN_H0 before the last one's STEP_END(m). Each micro-batch in flight (at most
@@ -617,7 +618,8 @@ export class CoordinatorSession {
           slot.pass,
         ) as TensorFrame;
         const t2 = performance.now();
-        await blocks.backward(g.tensors[0].data, hooks);
+        // ∂L/∂h0 goes nowhere (the device's embedding is frozen): stop at the first module.
+        await blocks.backward(g.tensors[0].data, hooks, { inputGrad: false });
         const t3 = performance.now();
         s.compute += ((t1 - t0) + (t3 - t2)) / 1000 - hooks.takeWaitSeconds();
         s.micros++;
@@ -860,15 +862,20 @@ export class RemoteLoraHooks implements LoraHooks {
     }
   }
 
-  async backward(layer: number, grads: readonly ProjGrad[], dX: F32): Promise<void> {
+  /**
+   * ↓ GROUP_GRAD, then ↑ GRAD_X_LORA added into dX. With dX null (nothing upstream is trained)
+   * the frame carries the no-∂X flag and nothing comes back: no round trip.
+   */
+  async backward(layer: number, grads: readonly ProjGrad[], dX: F32 | null): Promise<void> {
     const modules = grads.map((g) => g.proj);
     const { inDim } = projDims(this.config, modules[0]);
-    const M = dX.length / inDim;
+    const M = grads[0].G.length / projDims(this.config, modules[0]).outDim;
     const at = { step: this.#step, micro: this.#micro };
     this.link.send(encodeTensorFrame(this.k, {
       type: "GROUP_GRAD",
       session: this.link.session,
       ...at,
+      noDx: dX === null,
       layer,
       tensors: grads.map((g) => ({
         module: g.proj,
@@ -880,6 +887,7 @@ export class RemoteLoraHooks implements LoraHooks {
       feedback: this.link.feedback,
       limits: this.link.limits,
     }));
+    if (dX === null) return;
     const t = performance.now();
     const f = await this.link.expect(
       "GRAD_X_LORA",

@@ -89,6 +89,32 @@ function checkBackward(
   }
 }
 
+/** dX null: no input gradient (nothing upstream is trained); dA, dB as with one. */
+function checkBackwardNoDx(k: Kernels, [M, IN, R, OUT]: Shape, accumulateGrads: boolean): void {
+  const seed = M * 7 + IN * 5 + R * 3 + OUT;
+  const x = randn(M * IN, seed), a = randn(R * IN, seed + 1), b = randn(OUT * R, seed + 2);
+  const g = randn(M * OUT, seed + 3), da0 = randn(R * IN, seed + 5), db0 = randn(OUT * R, seed + 6);
+  const xa = loraForwardRef(x, a, b, M, IN, R, OUT, SCALE).XA;
+  const X = k.from(x), A = k.from(a), B = k.from(b), G = k.from(g), XA = k.from(xa);
+  const dA = k.from(da0), dB = k.from(db0);
+  try {
+    loraBackward(k, { dX: null, dA, dB }, G, X, XA, A, B, M, IN, R, OUT, SCALE, {
+      accumulateGrads,
+      accumulateDx: true,
+    });
+    const ref = loraBackwardRef(g, x, a, b, M, IN, R, OUT, SCALE);
+    if (accumulateGrads) {
+      for (let i = 0; i < ref.dA.length; i++) ref.dA[i] += da0[i];
+      for (let i = 0; i < ref.dB.length; i++) ref.dB[i] += db0[i];
+    }
+    const msg = `backward without dX M=${M} IN=${IN} R=${R} OUT=${OUT} grads+=${accumulateGrads}:`;
+    assertClose(dB.data, ref.dB, { ...tol(M * IN), msg: `${msg} dB` });
+    assertClose(dA.data, ref.dA, { ...tol(M * OUT), msg: `${msg} dA` });
+  } finally {
+    for (const t of [X, A, B, G, XA, dA, dB]) t.free();
+  }
+}
+
 function checkAll(k: Kernels, shapes: Shape[]): void {
   for (const s of shapes) {
     checkForward(k, s, false);
@@ -96,6 +122,8 @@ function checkAll(k: Kernels, shapes: Shape[]): void {
     checkBackward(k, s, false, false);
     checkBackward(k, s, true, false);
     checkBackward(k, s, false, true);
+    checkBackwardNoDx(k, s, false);
+    checkBackwardNoDx(k, s, true);
   }
 }
 
@@ -181,4 +209,6 @@ Deno.test("lora: wrong sizes, aliasing and a bad scale are refused", async () =>
 Deno.test("lora: flop counts", () => {
   assertEquals(loraForwardFlops(2048, 576, 16, 576), 2 * 2048 * 16 * 1152);
   assertEquals(loraBackwardFlops(2, 3, 4, 5), 2 * loraForwardFlops(2, 3, 4, 5));
+  // Without dX: G·B, dB, dA only (2·M·R·IN less).
+  assertEquals(loraBackwardFlops(2, 3, 4, 5, { dX: false }), 2 * 2 * 4 * (5 + 5 + 3));
 });

@@ -18,8 +18,11 @@ export interface LoraForwardOptions {
 }
 
 export interface LoraGrads {
-  /** (M,IN): gradient of the adapter's input. */
-  dX: F32;
+  /**
+   * (M,IN): gradient of the adapter's input; null when nothing upstream needs it (no trained
+   * module earlier in the model), which skips its 2·M·R·IN flops.
+   */
+  dX: F32 | null;
   /** (R,IN) */
   dA: F32;
   /** (OUT,R) */
@@ -39,8 +42,15 @@ export function loraForwardFlops(M: number, IN: number, R: number, OUT: number):
 }
 
 /** Flops of loraBackward: G·B, Gᵀ·XA, GBᵀ·X and GB·A. */
-export function loraBackwardFlops(M: number, IN: number, R: number, OUT: number): number {
-  return 4 * M * R * (IN + OUT);
+export function loraBackwardFlops(
+  M: number,
+  IN: number,
+  R: number,
+  OUT: number,
+  opts: { dX?: boolean } = {},
+): number {
+  // G·B (2MRO), dB (2MRO), dA (2MRI), dX (2MRI).
+  return 4 * M * R * (IN + OUT) - (opts.dX === false ? 2 * M * R * IN : 0);
 }
 
 /** Below this many flops per thread, the rows stay on one thread. */
@@ -144,7 +154,7 @@ export function loraBackward(
   const { dX, dA, dB } = grads;
   expectDims(fn, { M, IN, R, OUT });
   checkScale(fn, scale);
-  expectLength(k, fn, "dX", dX, M * IN, "M·IN");
+  if (dX !== null) expectLength(k, fn, "dX", dX, M * IN, "M·IN");
   expectLength(k, fn, "dA", dA, R * IN, "R·IN");
   expectLength(k, fn, "dB", dB, OUT * R, "OUT·R");
   expectLength(k, fn, "G", G, M * OUT, "M·OUT");
@@ -153,24 +163,25 @@ export function loraBackward(
   expectLength(k, fn, "A", A, R * IN, "R·IN");
   expectLength(k, fn, "B", B, OUT * R, "OUT·R");
   const inputs: [string, F32][] = [["G", G], ["X", X], ["XA", XA], ["A", A], ["B", B]];
-  checkNoOverlap(fn, ["dX", dX], [...inputs, ["dA", dA], ["dB", dB]]);
+  if (dX !== null) checkNoOverlap(fn, ["dX", dX], [...inputs, ["dA", dA], ["dB", dB]]);
   checkNoOverlap(fn, ["dA", dA], [...inputs, ["dB", dB]]);
   checkNoOverlap(fn, ["dB", dB], inputs);
-  const ranges = rowRanges(k, M, loraBackwardFlops(M, IN, R, OUT));
+  const ranges = rowRanges(k, M, loraBackwardFlops(M, IN, R, OUT, { dX: dX !== null }));
   const most = Math.max(...ranges.map(([a, b]) => b - a));
   const own = Math.ceil(k.exports.lora_scratch_bytes(most, IN, R, OUT) / 64) * 64;
   // Threads past the first also hold their share of dA and dB.
   const shareA = Math.ceil((R * IN * 4) / 64) * 64, shareB = OUT * R * 4;
   const extra = ranges.length > 1 ? shareA + shareB : 0;
   const scratch = threadScratch(k, own + extra, ranges.length);
-  const accG = opts.accumulateGrads ? 1 : 0, accX = opts.accumulateDx ? 2 : 0;
+  const accG = opts.accumulateGrads ? 1 : 0;
+  const accX = dX === null ? 4 : opts.accumulateDx ? 2 : 0;
   k.parallel(
     "lora_backward",
     ranges.map(([i0, i1], t) => {
       const mine = t === 0;
       const da = mine ? dA.ptr : scratch[t] + own, db = mine ? dB.ptr : scratch[t] + own + shareA;
       return [
-        dX.ptr + i0 * IN * 4,
+        dX === null ? 0 : dX.ptr + i0 * IN * 4,
         da,
         db,
         G.ptr + i0 * OUT * 4,

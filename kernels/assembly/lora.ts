@@ -77,13 +77,14 @@ export function lora_forward(
 /**
  * Given G (rows,OUT), X (rows,IN), XA (rows,R), A (R,IN), B (OUT,R):
  * dB (OUT,R) [+]= s·Gᵀ·XA, dA (R,IN) [+]= s·(G·B)ᵀ·X, dX (rows,IN) [+]= s·(G·B)·A.
- * flags: 1 = accumulate into dA and dB, 2 = accumulate into dX.
+ * flags: 1 = accumulate into dA and dB, 2 = accumulate into dX, 4 = no dX (dx is not touched:
+ * nothing upstream needs the input's gradient).
  */
 export function lora_backward(
   dx: usize, da: usize, db: usize, g: usize, x: usize, xa: usize, a: usize, b: usize,
   rows: i32, IN: i32, R: i32, OUT: i32, scale: f32, flags: i32, scratch: usize,
 ): void {
-  const accG = (flags & 1) != 0, accX = (flags & 2) != 0;
+  const accG = (flags & 1) != 0, accX = (flags & 2) != 0, noX = (flags & 4) != 0;
   if (rows <= 0) {
     // No rows: the gradients of this share are zero.
     if (!accG) {
@@ -103,7 +104,7 @@ export function lora_backward(
   // B as the narrow product's B operand (j = r, p = o): columns of B, times s.
   if (narrow) packNarrow(packedB, b, 1, R, R, OUT, scale);
   // A as the outer product's B operand (j = k, p = r): columns of A.
-  if (short) packOuterPanels(panelsA, a, 1, IN, IN, R, 1);
+  if (short && !noX) packOuterPanels(panelsA, a, 1, IN, IN, R, 1);
   for (let m0 = 0; m0 < rows; m0 += bb) {
     const n = min(bb, rows - m0);
     const gm = g + <usize>m0 * <usize>OUT * 4, xm = x + <usize>m0 * <usize>IN * 4;
@@ -115,6 +116,7 @@ export function lora_backward(
     gemmTN(db, R, gm, OUT, xa + <usize>m0 * <usize>R * 4, R, OUT, R, n, scale, accG || more);
     // dA (R,IN) [+]= GBᵀ·X
     gemmTN(da, IN, gb, R, xm, IN, R, IN, n, 1, accG || more);
+    if (noX) continue;
     // dX (n,IN) [+]= GB·A
     const dxm = dx + <usize>m0 * <usize>IN * 4;
     if (short) outerRows(dxm, IN, gb, R, 1, panelsA, n, IN, R, accX, panelA);

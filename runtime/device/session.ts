@@ -3,7 +3,8 @@
  * embedding/head (frozen `LlamaEnds`), the LoRA adapters and their AdamW state (`LocalLora`), and
  * answers the coordinator's frames. Per micro-batch: embed → ↑ HIDDEN_H0; each ↓ GROUP_INPUT is
  * answered with ↑ DELTA_Y (loraForward); ↓ HIDDEN_HL → head, loss → ↑ GRAD_HL; each ↓ GROUP_GRAD
- * with ↑ GRAD_X_LORA (loraBackward, accumulating ∂A, ∂B); ↓ STEP_END closes the micro-batch.
+ * with ↑ GRAD_X_LORA (loraBackward, accumulating ∂A, ∂B; none when the frame asks for no ∂X:
+ * the first active group); ↓ STEP_END closes the micro-batch.
  * After the step's last micro-batch: clipping, AdamW on the modules the coordinator exchanged
  * in this step (the others are detached: no update), ↑ STEP_END.
  * Micro-batches are pipelined (`pipeline`, default 2 in flight): the next one's HIDDEN_H0 goes
@@ -482,7 +483,10 @@ export class DeviceSession {
     );
   }
 
-  /** GROUP_GRAD → ∂A, ∂B accumulated, Σ ∂X_lora → GRAD_X_LORA. */
+  /**
+   * GROUP_GRAD → ∂A, ∂B accumulated, Σ ∂X_lora → GRAD_X_LORA; with the no-∂X flag (nothing
+   * upstream is trained) no ∂X_lora is computed or sent.
+   */
   #loraBackward(f: TensorFrame, M: number): void {
     const { lora } = this.#o, layer = f.layer, modules = f.modules;
     this.#groupOf(f);
@@ -501,11 +505,12 @@ export class DeviceSession {
       G.data.set(t.data);
       return { proj, G };
     });
-    const dX = this.#buffer(this.#scratch, `dx/${inDim}`, [M, inDim]);
-    dX.data.fill(0);
+    const dX = f.noDx ? null : this.#buffer(this.#scratch, `dx/${inDim}`, [M, inDim]);
+    dX?.data.fill(0);
     const before = lora.flops;
     lora.backward(layer, grads, dX);
     this.flops.loraBackward += lora.flops - before;
+    if (dX === null) return;
     this.#sendTensor("GRAD_X_LORA", { step: f.step, micro: f.micro }, layer, modules, [
       { data: dX, shape: [M, inDim] },
     ]);

@@ -83,6 +83,10 @@ Deno.test("inprocess: kr policy all over f32 frames equals local LlamaModel.trai
       assertClose(a.get(key)!.A, w.A, { atol: 1e-5, rtol: 0, msg: `${key}.A` });
       assertClose(a.get(key)!.B, w.B, { atol: 1e-5, rtol: 0, msg: `${key}.B` });
     }
+    // Every group's X goes down and its ∂X_lora comes back, except the first group's (layer 0's
+    // q, k, v: nothing upstream is trained): one frame of 16×64 f32 per step less.
+    const noDx = (r.bytesDown.GROUP_INPUT - r.bytesUp.GRAD_X_LORA) / 4;
+    assert(noDx >= 16 * 64 * 4 && noDx < 16 * 64 * 4 + 128, `∂X_lora bytes saved per step ${noDx}`);
     assertEquals(r.moduleSteps, r.moduleStepsAll);
     assertEquals(r.finalActive.length, N);
     assertEquals(r.events, []);

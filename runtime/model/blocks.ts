@@ -183,7 +183,7 @@ interface GradBufs {
 }
 
 /** Which modules a forward found active, replayed by its backward. */
-interface LayerActive {
+export interface LayerActive {
   qkv: Proj[];
   o: boolean;
   gateUp: Proj[];
@@ -371,7 +371,22 @@ export class LlamaBlocks implements Freeable {
    * the hooks for the modules that forward found active. Frozen weights get no gradient. Returns
    * ∂L/∂h0 (B,T,D), valid until the next backward of the same shape.
    */
-  async backward(dhL: F32 | Float32Array, hooks?: LoraHooks): Promise<F32> {
+  async backward(dhL: F32 | Float32Array, hooks?: LoraHooks): Promise<F32>;
+  /**
+   * With `inputGrad: false`, ∂L/∂h0 is not wanted (the embedding is frozen): the pass stops at
+   * the first module in forward order that the forward found active, whose hook gets dX = null,
+   * and nothing below it runs. The modules' gradients are the same; the result is null.
+   */
+  async backward(
+    dhL: F32 | Float32Array,
+    hooks: LoraHooks | undefined,
+    opts: { inputGrad: false },
+  ): Promise<null>;
+  async backward(
+    dhL: F32 | Float32Array,
+    hooks?: LoraHooks,
+    opts: { inputGrad?: boolean } = {},
+  ): Promise<F32 | null> {
     return await this.#exclusive("backward", async () => {
       const ws = this.#last;
       if (ws === null || ws.grads === null) {
@@ -383,8 +398,18 @@ export class LlamaBlocks implements Freeable {
       const g = ws.grads;
       this.#input(g.dres, dhL, "backward", "dhL");
       this.#last = null;
-      for (let l = this.config.nLayers - 1; l >= 0; l--) await this.#layerBackward(l, ws, hooks);
-      return g.dres;
+      if (opts.inputGrad !== false) {
+        for (let l = this.config.nLayers - 1; l >= 0; l--) {
+          await this.#layerBackward(l, ws, hooks, NO_STOP);
+        }
+        return g.dres;
+      }
+      const first = firstActive(ws.active);
+      if (first === null) return null;
+      for (let l = this.config.nLayers - 1; l >= first.layer; l--) {
+        await this.#layerBackward(l, ws, hooks, l === first.layer ? first.group : NO_STOP);
+      }
+      return null;
     });
   }
 
@@ -607,7 +632,16 @@ export class LlamaBlocks implements Freeable {
     }
   }
 
-  async #layerBackward(l: number, ws: Workspace, hooks: LoraHooks | undefined): Promise<void> {
+  /**
+   * One layer back. `stop` is the group (forward order: GROUP_QKV … GROUP_DOWN) whose hook gets
+   * dX = null and after which nothing runs: nothing upstream of it is trained (NO_STOP: none).
+   */
+  async #layerBackward(
+    l: number,
+    ws: Workspace,
+    hooks: LoraHooks | undefined,
+    stop: number,
+  ): Promise<void> {
     const k = this.k, c = this.config, w = this.#layers[l], a = ws.acts[l], p = this.profile;
     const g = ws.grads!, active = ws.active[l];
     const { B, T } = ws.shape, M = ws.M;
@@ -621,6 +655,7 @@ export class LlamaBlocks implements Freeable {
     let t = p ? p.now() : 0;
 
     // MLP: g.dres holds ∂L/∂hOut, which is also G of down (hOut = hMid + down(hm)).
+    if (stop === GROUP_DOWN) return await hooks!.backward(l, [{ proj: "down", G: g.dres }], null);
     gemmDyW(k, g.dhm, g.dres, w.down, M, D, H);
     if (p) t = p.lap("gemm.down.bwd", t);
     if (active.down) {
@@ -629,6 +664,9 @@ export class LlamaBlocks implements Freeable {
     }
     swigluBackward(k, g.dg, g.du, g.dhm, a.g, a.u);
     if (p) t = p.lap("swiglu.bwd", t);
+    if (stop === GROUP_GATE_UP) {
+      return await hooks!.backward(l, gradsOf(active.gateUp, { gate: g.dg, up: g.du }), null);
+    }
     w.gateUp.backward(g.dxn, [g.dg, g.du], M, ws.cat);
     if (p) t = p.lap("gemm.gateup.bwd", t);
     if (active.gateUp.length > 0) {
@@ -639,6 +677,7 @@ export class LlamaBlocks implements Freeable {
     if (p) t = p.lap("rmsnorm.bwd", t);
 
     // Attention: g.dres now holds ∂L/∂hMid, G of o.
+    if (stop === GROUP_O) return await hooks!.backward(l, [{ proj: "o", G: g.dres }], null);
     gemmDyW(k, g.dao, g.dres, w.wo, M, D, Dq);
     if (p) t = p.lap("gemm.o.bwd", t);
     if (active.o) {
@@ -654,6 +693,9 @@ export class LlamaBlocks implements Freeable {
     ropeBackward(k, g.dq, table, { B, T, NH, hs, style: this.ropeStyle });
     ropeBackward(k, g.dk, table, { B, T, NH: NKV, hs, style: this.ropeStyle });
     if (p) t = p.lap("rope.bwd", t);
+    if (stop === GROUP_QKV) {
+      return await hooks!.backward(l, gradsOf(active.qkv, { q: g.dq, k: g.dk, v: g.dv }), null);
+    }
     w.qkv.backward(g.dxn, [g.dq, g.dk, g.dv], M, ws.cat);
     if (p) t = p.lap("gemm.qkv.bwd", t);
     if (active.qkv.length > 0) {
@@ -666,6 +708,29 @@ export class LlamaBlocks implements Freeable {
 }
 
 const NO_ACTIVE: LayerActive = { qkv: [], o: false, gateUp: [], down: false };
+
+/** A layer's input groups in forward order (PROJ_GROUPS), and "stop nowhere". */
+const GROUP_QKV = 0, GROUP_O = 1, GROUP_GATE_UP = 2, GROUP_DOWN = 3, NO_STOP = -1;
+
+/** The first group in forward order with an active module: where a backward may stop. */
+export function firstActive(
+  active: readonly LayerActive[],
+): { layer: number; group: number } | null {
+  for (let l = 0; l < active.length; l++) {
+    const a = active[l];
+    const group = a.qkv.length > 0
+      ? GROUP_QKV
+      : a.o
+      ? GROUP_O
+      : a.gateUp.length > 0
+      ? GROUP_GATE_UP
+      : a.down
+      ? GROUP_DOWN
+      : NO_STOP;
+    if (group !== NO_STOP) return { layer: l, group };
+  }
+  return null;
+}
 
 function activeOf(hooks: LoraHooks | undefined, l: number): LayerActive {
   if (hooks === undefined) return NO_ACTIVE;

@@ -15,7 +15,7 @@ function slowed(inner: LoraHooks): LoraHooks {
       await tick();
       await inner.forward(l, X, outputs);
     },
-    async backward(l: number, grads: readonly ProjGrad[], dX: F32) {
+    async backward(l: number, grads: readonly ProjGrad[], dX: F32 | null) {
       await tick();
       await inner.backward(l, grads, dX);
     },

@@ -36,8 +36,11 @@ export interface LoraHooks {
    * residual stream): add into it, never overwrite it.
    */
   forward(layer: number, X: F32, outputs: readonly ProjOutput[]): void | Promise<void>;
-  /** Accumulates dA, dB of each module and adds Σ s·(G·B)·A into dX (M,in). */
-  backward(layer: number, grads: readonly ProjGrad[], dX: F32): void | Promise<void>;
+  /**
+   * Accumulates dA, dB of each module and adds Σ s·(G·B)·A into dX (M,in). dX is null when no
+   * trained module lies upstream of this group (the backward stops here): only dA, dB are wanted.
+   */
+  backward(layer: number, grads: readonly ProjGrad[], dX: F32 | null): void | Promise<void>;
 }
 
 /** Projections that share one input, in the order the block runs them. */

@@ -151,7 +151,9 @@ export class LlamaModel {
     for (const b of list) {
       const r = await this.forwardLoss(b.ids, b.targets, b, { hooks: lora, grad: true });
       if (r.count > 0) sum += r.mean * r.count;
-      await this.backward(lora, { scale: count > 0 ? 1 / count : 0 });
+      // ∂L/∂h0 is not wanted (the embedding is frozen): the pass stops at the first module.
+      const dhL = this.headBackward({ scale: count > 0 ? 1 / count : 0 });
+      await this.blocks.backward(dhL, lora, { inputGrad: false });
     }
     const { maxGradNorm, ...adam } = opts;
     const p = this.blocks.profile, t = p ? p.now() : 0;

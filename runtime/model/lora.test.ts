@@ -222,7 +222,7 @@ class DelayedHooks implements LoraHooks {
     await new Promise((resolve) => setTimeout(resolve, 0));
     this.inner.forward(layer, X, outputs);
   }
-  async backward(layer: number, grads: readonly ProjGrad[], dX: F32): Promise<void> {
+  async backward(layer: number, grads: readonly ProjGrad[], dX: F32 | null): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 1));
     this.inner.backward(layer, grads, dX);
   }

@@ -208,7 +208,7 @@ export class LocalLora implements LoraHooks, Freeable {
     if (p) p.lap("lora.local.fwd", t);
   }
 
-  backward(layer: number, grads: readonly ProjGrad[], dX: F32): void {
+  backward(layer: number, grads: readonly ProjGrad[], dX: F32 | null): void {
     const p = this.profile, t = p ? p.now() : 0;
     const r = this.rank, s = this.scale;
     for (const { proj, G } of grads) {
@@ -219,24 +219,25 @@ export class LocalLora implements LoraHooks, Freeable {
         );
       }
       const M = m.M;
-      if (G.length !== M * m.outDim || dX.length !== M * m.inDim) {
+      if (G.length !== M * m.outDim || (dX !== null && dX.length !== M * m.inDim)) {
         throw new RangeError(
-          `LocalLora.backward(${m.key}): G has ${G.length} values and dX ${dX.length}, ` +
+          `LocalLora.backward(${m.key}): G has ${G.length} values and dX ${dX?.length}, ` +
             `expected ${M}·${m.outDim} and ${M}·${m.inDim} from the forward's ${M} rows`,
         );
       }
       // With dropout the LoRA path's dX goes through the same mask: (s·G·B·A) ⊙ mask/(1−p).
-      const mask = m.mask, into = mask === null ? dX : this.#tmpDx(M * m.inDim);
+      const mask = m.mask;
+      const into = mask === null || dX === null ? dX : this.#tmpDx(M * m.inDim);
       const out = { dX: into, dA: m.dA, dB: m.dB };
       loraBackward(this.k, out, G, m.X, m.XA, m.A, m.B, M, m.inDim, r, m.outDim, s, {
         accumulateGrads: true,
         accumulateDx: mask === null,
       });
-      if (mask !== null) {
+      if (mask !== null && dX !== null && into !== null) {
         const keep = 1 / (1 - this.dropout), d = dX.data, g = into.data;
         for (let i = 0; i < mask.length; i++) if (mask[i]) d[i] += g[i] * keep;
       }
-      this.flops += loraBackwardFlops(M, m.inDim, r, m.outDim);
+      this.flops += loraBackwardFlops(M, m.inDim, r, m.outDim, { dX: dX !== null });
       m.X = null;
     }
     if (p) p.lap("lora.local.bwd", t);

@@ -236,6 +236,12 @@ const TABLE: Row[] = [
     code: "bad-flags",
   },
   {
+    name: "no-∂X flag on a frame other than GROUP_GRAD",
+    frame: () => edited(f32, (f) => (f[OFF.flags] |= 0x02)),
+    code: "bad-flags",
+    message: /only GROUP_GRAD may carry/,
+  },
+  {
     name: "reserved header byte",
     frame: () => edited(f32, (f) => (f[OFF.reserved + 1] = 1)),
     code: "bad-flags",

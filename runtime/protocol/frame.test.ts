@@ -612,3 +612,32 @@ Deno.test("protocol: decoding into reused DecodeBuffers gives the values of a pl
   const e = assertThrows(() => decodeFrame(k, bad, { buffers }));
   assert(e instanceof ProtocolError && e.code === "nonfinite", String(e));
 });
+
+Deno.test("protocol: GROUP_GRAD's no-∂X flag round-trips, and no other type may carry it", () => {
+  const grad = (noDx?: boolean) =>
+    encodeTensorFrame(k, {
+      type: "GROUP_GRAD",
+      session: 2,
+      step: 5,
+      layer: 1,
+      ...(noDx === undefined ? {} : { noDx }),
+      tensors: [{ module: "gate", data: randn(12, 9), shape: [3, 4] }],
+    });
+  const flagged = decodeFrame(k, grad(true));
+  assertEquals(flagged.noDx, true);
+  assertEquals(flagged.type, "GROUP_GRAD");
+  assertEquals(decodeFrame(k, grad(false)).noDx, undefined);
+  assertEquals(decodeFrame(k, grad()).noDx, undefined);
+  // The flag costs no bytes.
+  assertEquals(grad(true).length, grad().length);
+  const e = assertThrows(() =>
+    encodeTensorFrame(k, {
+      type: "DELTA_Y",
+      session: 2,
+      step: 5,
+      noDx: true,
+      tensors: [{ module: "gate", data: randn(12, 9), shape: [3, 4] }],
+    })
+  );
+  assert(/GROUP_GRAD flag/.test(e.message), e.message);
+});

@@ -31,6 +31,7 @@ import {
   CODECS,
   type ControlMessageType,
   FLAG_CRC,
+  FLAG_NO_DX,
   groupOf,
   HEADER_BYTES,
   isTensorType,
@@ -78,6 +79,8 @@ export interface FrameHeader {
   modules: Proj[];
   /** Whether the frame carried (and passed) a CRC-32. */
   crc: boolean;
+  /** GROUP_GRAD only, present when set: no ∂X_lora is wanted back (FLAG_NO_DX). */
+  noDx?: true;
   /** Bytes of the whole frame. */
   byteLength: number;
 }
@@ -150,6 +153,8 @@ export interface TensorInput {
 
 export interface TensorFrameInput extends FrameFields {
   type: TensorMessageType;
+  /** GROUP_GRAD only: ask for no ∂X_lora back (FLAG_NO_DX). */
+  noDx?: boolean;
   /** Required for GROUP_INPUT / GRAD_X_LORA; for DELTA_Y / GROUP_GRAD the tensors' modules. */
   modules?: readonly Proj[];
   tensors: readonly TensorInput[];
@@ -303,10 +308,17 @@ function readHeader(bytes: Uint8Array, limits: Limits): RawHeader {
     crc: v.getUint32(OFF.crc, true),
   };
   const ref = refOf(h);
-  if (h.flags & ~FLAG_CRC) {
+  if (h.flags & ~(FLAG_CRC | FLAG_NO_DX)) {
     throw new ProtocolError(
       "bad-flags",
-      `${type} frame has unknown flag bits 0x${(h.flags & ~FLAG_CRC).toString(16)}`,
+      `${type} frame has unknown flag bits 0x${(h.flags & ~(FLAG_CRC | FLAG_NO_DX)).toString(16)}`,
+      ref,
+    );
+  }
+  if (h.flags & FLAG_NO_DX && type !== "GROUP_GRAD") {
+    throw new ProtocolError(
+      "bad-flags",
+      `${type} frame sets the no-∂X flag (0x02), which only GROUP_GRAD may carry`,
       ref,
     );
   }
@@ -373,6 +385,7 @@ function publicHeader(h: RawHeader): FrameHeader {
     micro: h.micro,
     modules: modulesOf(h.mask),
     crc: (h.flags & FLAG_CRC) !== 0,
+    ...(h.flags & FLAG_NO_DX ? { noDx: true as const } : {}),
     byteLength: HEADER_BYTES + h.bodyLength,
   };
 }
@@ -915,6 +928,10 @@ export function encodeTensorFrame(
     );
   }
   const h = headerValues(type, input, mask, tensors.length, opts.crc ?? true);
+  if (input.noDx) {
+    if (type !== "GROUP_GRAD") throw argError(`noDx is a GROUP_GRAD flag; ${type} cannot carry it`);
+    h.flags |= FLAG_NO_DX;
+  }
   // Plan: shapes, codecs, sizes.
   const plan: PlannedTensor[] = [];
   let elements = 0;

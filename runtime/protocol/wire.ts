@@ -15,6 +15,11 @@ export const HEADER_BYTES = 32;
 export const MAX_RANK = 4;
 /** Flag bit: the header's crc32 field holds the CRC-32 of the whole frame. */
 export const FLAG_CRC = 0x01;
+/**
+ * Flag bit, GROUP_GRAD only: no ∂X_lora is wanted (no trained module lies upstream of the
+ * group), so the device accumulates ∂A, ∂B and sends no GRAD_X_LORA back.
+ */
+export const FLAG_NO_DX = 0x02;
 /** Module id of a tensor that belongs to no single projection (h0, hL, X, ∂X_lora). */
 export const NO_MODULE = 0xff;
 
