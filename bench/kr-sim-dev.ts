@@ -9,7 +9,8 @@
  *   deno run -A bench/kr-sim-dev.ts [--task shakespeare|austen|sst2] [--steps 200] [--lr 6e-3]
  *     [--runs all,random,oneshot:effective,kr:effective] [--rho 0.25,0.125] [--seeds 0,1,2]
  *     [--warmup 10] [--period 40] [--probe-frac 0.1] [--probe-window 5] [--selected-lr-scale 2]
- *     [--cost-aware] [--cost-budget] [--margin 1] [--json]
+ *     [--cost-aware] [--cost-budget] [--margin 1] [--rank 8] [--alpha 2·rank] [--batch 4]
+ *     [--seq 128] [--eval-seq seq] [--json]
  *
  * The defaults are the recommended ones (coordinator/scheduler/options.ts KR_DEFAULTS at 200
  * steps). Data: the task's text (runtime/demo/data.ts), held-out = its last 10% cut at a line
@@ -73,7 +74,9 @@ const TASKS: Record<string, { name: string; file: string; lines?: number }> = {
 const taskName = value("--task", "shakespeare");
 const steps = Number(value("--steps", "200"));
 const lr = Number(value("--lr", "6e-3"));
-const rank = 8, alpha = 16, batch = 4, seqLen = 128;
+const rank = Number(value("--rank", "8")), alpha = Number(value("--alpha", String(2 * rank)));
+const batch = Number(value("--batch", "4")), seqLen = Number(value("--seq", "128"));
+const evalSeq = Number(value("--eval-seq", String(seqLen)));
 const runs = value("--runs", "all,random,oneshot:effective,kr:effective").split(
   ",",
 ).filter((s) => s.length > 0);
@@ -240,11 +243,11 @@ async function runOne(spec: string, rho: number, seed: number): Promise<RunResul
     }
     const finalActive = policyName === "all" ? modules : state.active;
     lora.setActiveKeys(finalActive);
-    const nll = (await nllOfIds(model, heldIds, seqLen, { hooks: lora })).mean_nll;
+    const nll = (await nllOfIds(model, heldIds, evalSeq, { hooks: lora })).mean_nll;
     lora.setActiveKeys(modules);
     const nllAll = policyName === "all"
       ? nll
-      : (await nllOfIds(model, heldIds, seqLen, { hooks: lora })).mean_nll;
+      : (await nllOfIds(model, heldIds, evalSeq, { hooks: lora })).mean_nll;
     return {
       task: task.name,
       run: spec,
