@@ -354,6 +354,7 @@ Deno.test("app: job lifecycle: create, list, device view, session, cancel", asyn
     budget: null,
     budget_over: "count",
     lr_scale: 2,
+    rank_scale: 1,
     warmup: 3, // KR_DEFAULTS: 5% of the 50 steps
   });
   const other = await createJob(t, [b.id]);

@@ -401,6 +401,7 @@ export class StepExecutor implements Executor {
             seed: job.seed,
             tier: open.tier.tier,
             tierRho: open.tier.rho,
+            rank: job.rank,
           },
         }
         : {}),

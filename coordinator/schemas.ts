@@ -102,6 +102,11 @@ const krSchema = z.strictObject({
   lr_scale: z.number().gt(0).max(100).default(KR_DEFAULTS.lrScale),
   /** kr hysteresis: a probe displaces an active module only if its score is this factor higher. */
   margin: z.number().min(1).max(100).optional(),
+  /**
+   * Rank reallocation: kept modules grow to rank × this after the warm-up ("budget": as many
+   * LoRA parameters as `all` trains); 1 = no growth.
+   */
+  rank_scale: z.union([z.number().min(1).max(64), z.literal("budget")]).default(1),
 });
 
 /** The job schema under `limits`; its output is the normalized spec that is stored. */
@@ -141,6 +146,7 @@ export function jobSpecSchema(limits: JobLimits = DEFAULT_JOB_LIMITS) {
       budget: null,
       budget_over: "count",
       lr_scale: KR_DEFAULTS.lrScale,
+      rank_scale: 1,
     }),
     devices: z.array(z.string().regex(DEVICE_ID, { error: "is not a device id (dev_…)" }))
       .min(1)

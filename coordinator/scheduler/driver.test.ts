@@ -69,6 +69,46 @@ Deno.test("driver: opens with every module and reportAt = warm-up; events at dec
   assertEquals(out.at(-1)!.select.probing, []);
 });
 
+Deno.test("driver: rank reallocation asks the kept modules to grow from the first decision on", () => {
+  // Equal costs: the 14 of 56 modules kept at ρ = 0.25 hold all's parameters at rank 8 · 56/14.
+  const grow = new SelectionDriver(
+    { ...spec({ rank_scale: "budget" }), rank: 8 },
+    MODULES56,
+    "dev_a",
+    new Map(MODULES56.map((m) => [m, 1])),
+  );
+  assertEquals(grow.start().rank, undefined, "the warm-up trains at the job's rank");
+  const out = runTo(grow, 8);
+  assertEquals(out[0].select.rank, 32, "as many parameters as all: 8 · 56 / 14");
+  assert(out.every((o) => o.select.rank === 32), "every later decision repeats it");
+  // Unequal costs: r · Σ_all cost / Σ_active cost, rounded down.
+  const costs = new Map(MODULES56.map((m, i) => [m, 1 + (i % 3)]));
+  const costly = new SelectionDriver(
+    { ...spec({ rank_scale: "budget" }), rank: 8 },
+    MODULES56,
+    "dev_a",
+    costs,
+  );
+  costly.start();
+  const first = runTo(costly, 4)[0].select;
+  const sum = (ms: string[]) => ms.reduce((a, m) => a + costs.get(m)!, 0);
+  assertEquals(first.rank, Math.floor((8 * sum(MODULES56)) / sum(first.active)));
+  const twice = new SelectionDriver({ ...spec({ rank_scale: 2 }), rank: 8 }, MODULES56, "dev_a");
+  twice.start();
+  assertEquals(runTo(twice, 4)[0].select.rank, 16);
+  const plain = new SelectionDriver({ ...spec(), rank: 8 }, MODULES56, "dev_a");
+  plain.start();
+  assertEquals(runTo(plain, 4)[0].select.rank, undefined, "no growth by default");
+  assertThrows(
+    () => new SelectionDriver(spec({ rank_scale: 2 }), MODULES56, "dev_a"),
+    /needs the job's LoRA rank/,
+  );
+  assertThrows(
+    () => new SelectionDriver({ ...spec({ rank_scale: "budget" }), rank: 8 }, MODULES56, "dev_a"),
+    /needs the modules' costs/,
+  );
+});
+
 Deno.test("driver: a re-tiered device gets its new budget at the next decision", () => {
   const d = new SelectionDriver(spec(), MODULES56, "dev_a");
   d.start();

@@ -56,6 +56,8 @@ export interface SelectionSpec {
   /** The device's tier and its ρ when the session opens (updated by `setTier`). */
   tier: string | null;
   tierRho: number;
+  /** The job's LoRA rank (what `kr.rank_scale` multiplies); needed when it is not 1. */
+  rank?: number;
 }
 
 /** FNV-1a of the device id mixed with the seed: the rng seed of one device's decisions. */
@@ -78,6 +80,8 @@ export class SelectionDriver {
   #tierRho: number;
   #reportAt: number | null = null;
   #scores: ScoresMessage | null = null;
+  /** The job's LoRA rank (0 when unknown: no rank reallocation). */
+  readonly #rank: number;
   readonly #events: StepSelectionEvent[] = [];
 
   /** Relative cost of each module, r·(in + out) (what a cost budget shares out). */
@@ -99,6 +103,13 @@ export class SelectionDriver {
       totalSteps: spec.totalSteps,
       stepsPerPass: spec.stepsPerPass,
     });
+    if (this.selection.rankScale !== 1 && !(spec.rank !== undefined && spec.rank >= 1)) {
+      throw new Error("module selection: kr.rank_scale needs the job's LoRA rank");
+    }
+    if (this.selection.rankScale === "budget" && costs === undefined) {
+      throw new Error('module selection: kr.rank_scale "budget" needs the modules\' costs');
+    }
+    this.#rank = spec.rank ?? 0;
     this.modules = [...modules];
     this.totalSteps = spec.totalSteps;
     this.#state = initialState(modules);
@@ -249,6 +260,8 @@ export class SelectionDriver {
     c: { killed: string[]; revived: string[]; events: StepSelectionEvent[] },
     budget: Budget | null,
   ): SelectMessage {
+    const selecting = step >= this.selection.config.warmup && step > 0;
+    const rank = selecting ? this.#keptRank() : null;
     return {
       step,
       active: [...this.#state.active],
@@ -265,7 +278,29 @@ export class SelectionDriver {
       reportAt: this.#reportAt,
       score: this.selection.score,
       // The modules trained after the warm-up carry the whole update: their lr is scaled.
-      lr_scale: step >= this.selection.config.warmup && step > 0 ? this.selection.lrScale : 1,
+      lr_scale: selecting ? this.selection.lrScale : 1,
+      ...(rank !== null ? { rank } : {}),
     };
+  }
+
+  /**
+   * The rank the kept modules grow to at a decision after the warm-up (null: no growth). With
+   * "budget", the largest rank at which the active modules hold no more LoRA parameters than
+   * every module at the job's rank: r · Σ_all (in+out) / Σ_active (in+out), rounded down.
+   */
+  #keptRank(): number | null {
+    const scale = this.selection.rankScale;
+    if (scale === 1) return null;
+    let rank: number;
+    if (scale === "budget") {
+      const cost = (ms: Iterable<string>) => {
+        let sum = 0;
+        for (const m of ms) sum += this.#costs!.get(m) ?? 0;
+        return sum;
+      };
+      const kept = cost(this.#state.active);
+      rank = kept > 0 ? Math.floor((this.#rank * cost(this.modules)) / kept) : this.#rank;
+    } else rank = Math.round(this.#rank * scale);
+    return rank > this.#rank ? rank : null;
   }
 }

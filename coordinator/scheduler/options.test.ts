@@ -54,6 +54,11 @@ Deno.test("selectionFromOptions: errors a person can act on", () => {
   assertThrows(() => selectionFromOptions({ ...BASE, budget: 2 }, RUN), /ρ must be in/);
   assertThrows(() => selectionFromOptions({ ...BASE, period: 0 }, RUN), /period must be/);
   assertThrows(() => selectionFromOptions({ ...BASE, lr_scale: 0 }, RUN), /lr_scale must be a/);
+  assertThrows(() => selectionFromOptions({ ...BASE, rank_scale: 0.5 }, RUN), /rank_scale must/);
+  assertThrows(
+    () => selectionFromOptions({ ...BASE, mode: "threshold", tau: 0.5, rank_scale: "budget" }, RUN),
+    /needs a fraction budget/,
+  );
   assertThrows(() => selectionFromOptions({ ...BASE, margin: 0.5 }, RUN), /margin must be a/);
   assertThrows(
     // deno-lint-ignore no-explicit-any

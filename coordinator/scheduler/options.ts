@@ -73,6 +73,14 @@ export interface KrOptions {
    * exceeds that module's by this factor; default KR_DEFAULTS.margin (1 = plain ranking).
    */
   margin?: number;
+  /**
+   * Rank reallocation: the modules kept after the warm-up grow to the job's rank × this (capped
+   * per module at min(in, out)), spending the LoRA parameters the killed modules free on the
+   * modules that matter. `"budget"`: the largest rank at which the active modules hold no more
+   * parameters than `all` trains (r · Σ_all (in+out) / Σ_active (in+out)); default 1 (no growth).
+   * The device's LoRA compute grows with it; its traffic does not.
+   */
+  rank_scale?: number | "budget";
 }
 
 export interface Selection {
@@ -82,6 +90,8 @@ export interface Selection {
   exportModules: "active" | "all";
   /** Multiplier of the job's lr from the end of the warm-up on (1 for `all`). */
   lrScale: number;
+  /** Rank multiplier of the kept modules from the end of the warm-up on (1 = no growth). */
+  rankScale: number | "budget";
   /** The budget at an event, given the device's tier ρ at that moment. */
   budget(tierRho: number): Budget;
 }
@@ -113,6 +123,13 @@ export function selectionFromOptions(
   if (!(lrScale > 0 && Number.isFinite(lrScale))) {
     throw new Error(`kr: lr_scale must be a positive number, got ${o.lr_scale}`);
   }
+  const rankScale = o.policy === "all" ? 1 : o.rank_scale ?? 1;
+  if (rankScale !== "budget" && !(rankScale >= 1 && Number.isFinite(rankScale))) {
+    throw new Error(`kr: rank_scale must be a number ≥ 1 or "budget", got ${o.rank_scale}`);
+  }
+  if (rankScale === "budget" && o.mode === "threshold") {
+    throw new Error('kr: rank_scale "budget" needs a fraction budget ρ (mode topk), not threshold');
+  }
   const over = o.budget_over ?? "count";
   if (over !== "count" && over !== "cost") {
     throw new Error(`kr: budget_over must be "count" or "cost", got "${over}"`);
@@ -134,5 +151,13 @@ export function selectionFromOptions(
   } else {
     budget = (tierRho) => (over === "cost" ? { rho: tierRho, over } : { rho: tierRho });
   }
-  return { policy, score: score as ScoreName, config, exportModules: o.export, lrScale, budget };
+  return {
+    policy,
+    score: score as ScoreName,
+    config,
+    exportModules: o.export,
+    lrScale,
+    rankScale,
+    budget,
+  };
 }

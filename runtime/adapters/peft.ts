@@ -62,7 +62,7 @@ export function writePeftAdapter(
   const ordered = [...adapter.modules.values()].sort((a, b) =>
     a.layer - b.layer || PROJS.indexOf(a.proj) - PROJS.indexOf(b.proj)
   );
-  const rankPattern: Record<string, number> = {};
+  const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
   for (const m of ordered) {
     const inDim = m.A.length / m.rank, outDim = m.B.length / m.rank;
     tensors.set(peftTensorName(m.layer, m.proj, "A"), {
@@ -75,8 +75,13 @@ export function writePeftAdapter(
       shape: [outDim, m.rank],
       data: m.B,
     });
-    if (m.rank !== adapter.rank) {
-      rankPattern[`model.layers.${m.layer}.${HF_PROJ[m.proj]}`] = m.rank;
+    const name = `model.layers.${m.layer}.${HF_PROJ[m.proj]}`;
+    if (m.rank !== adapter.rank) rankPattern[name] = m.rank;
+    // PEFT's scale is lora_alpha / r (or / √r with rsLoRA) of the module's own r: a module whose
+    // scale is not that gets its alpha in alpha_pattern.
+    const root = adapter.useRslora ? Math.sqrt(m.rank) : m.rank;
+    if (Math.abs(m.scale * root - adapter.alpha) > 1e-6 * Math.abs(adapter.alpha)) {
+      alphaPattern[name] = m.scale * root;
     }
   }
   const config = {
@@ -95,7 +100,7 @@ export function writePeftAdapter(
     init_lora_weights: true,
     modules_to_save: null,
     rank_pattern: rankPattern,
-    alpha_pattern: {},
+    alpha_pattern: alphaPattern,
     ...opts.extraConfig,
   };
   return {

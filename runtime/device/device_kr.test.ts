@@ -6,7 +6,8 @@
 import { assert, assertEquals } from "../../tests/util.ts";
 import { sharedText, startStack } from "../../coordinator/step_testing.ts";
 import { budgetCount } from "../../coordinator/scheduler/policy.ts";
-import { PROJS } from "../model/modules.ts";
+import { allModuleKeys } from "../../coordinator/session.ts";
+import { type Proj, projDims, PROJS } from "../model/modules.ts";
 import { loadStories } from "../model/testing.ts";
 import { deviceResultJson, runDevice } from "./device.ts";
 
@@ -80,6 +81,7 @@ Deno.test("device kr: accounting sums, events, export of the active modules, job
       budget: null,
       budget_over: "count",
       lr_scale: 2,
+      rank_scale: 1,
     });
     const sel = (job.selection as Record<string, Record<string, unknown>>)[d.id];
     assertEquals(sel.events, r.selectionEvents);
@@ -104,6 +106,62 @@ Deno.test("device kr: accounting sums, events, export of the active modules, job
       r.selectionEvents.filter((e) => e.kind === "kill").length,
     );
     assertEquals(stack.metrics.krActiveModules.value({ device: d.id }), r.activeModules.length);
+  } finally {
+    await stack.close();
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("device kr: rank reallocation over the real stack grows the kept modules and exports rank_pattern", async () => {
+  const stack = await startStack();
+  const out = await Deno.makeTempDir({ prefix: "dlora-kr-rank-" });
+  try {
+    const d = await stack.device("kr-rank");
+    assertEquals((await stack.call("PATCH", `/v1/devices/${d.id}`, { tier: "C" })).status, 200);
+    const jobId = await stack.job({
+      rank: 2,
+      batch: 1,
+      seq_len: 16,
+      steps: 6,
+      kr: { policy: "oneshot", warmup: 2, score: "effective", rank_scale: "budget" },
+      devices: [d.id],
+    });
+    assertEquals(
+      ((await stack.call("GET", `/v1/jobs/${jobId}`)).json.kr as { rank_scale: unknown })
+        .rank_scale,
+      "budget",
+    );
+    const r = await runDevice({
+      coordinatorUrl: stack.url,
+      token: d.token,
+      text: sharedText("tinyshakespeare.txt", 4000),
+      out,
+    });
+    assertEquals(r.errors, [], "no refused frames");
+    // ρ = 0.125 of the 35 modules stay; they grow to the rank at which they hold all's
+    // parameters: 2 · Σ_all (in+out) / Σ_kept (in+out), each capped at min(in, out).
+    const c = loadStories().config;
+    const io = (m: string) => {
+      const { inDim, outDim } = projDims(c, m.split(".")[1] as Proj);
+      return [inDim, outDim];
+    };
+    const kept = r.activeModules;
+    assertEquals(kept.length, budgetCount(0.125, N));
+    const all = allModuleKeys(c, PROJS).reduce((a, m) => a + io(m)[0] + io(m)[1], 0);
+    const sumKept = kept.reduce((a, m) => a + io(m)[0] + io(m)[1], 0);
+    const want = Math.floor((2 * all) / sumKept);
+    assert(want > 2, `kept modules grow (rank ${want})`);
+    for (const m of kept) {
+      const mod = r.adapter.modules.get(m)!;
+      assertEquals(mod.rank, Math.min(want, ...io(m)), `${m} rank`);
+      assertEquals(mod.scale, 1, "s stays alpha / the job's rank (alpha defaults to the rank)");
+    }
+    const config = JSON.parse(await Deno.readTextFile(`${out}/adapter_config.json`));
+    assertEquals(Object.keys(config.rank_pattern).length, kept.length);
+    // PEFT computes lora_alpha / r per module: alpha_pattern keeps s = 1.
+    for (const [name, rank] of Object.entries(config.rank_pattern)) {
+      assertEquals(config.alpha_pattern[name], rank);
+    }
   } finally {
     await stack.close();
     await Deno.remove(out, { recursive: true });

@@ -138,6 +138,14 @@ export class DeviceSelection {
     return { step: completed, score, values };
   }
 
+  /**
+   * Restarts the score reference of modules whose shape changed (grown by a SELECT's `rank`):
+   * their change is measured from the grown weights on.
+   */
+  rebase(keys: Iterable<string>): void {
+    for (const key of keys) this.#snapshot(key);
+  }
+
   #snapshot(key: string): void {
     const { layer, proj } = parseKey(key);
     this.#reference.set(key, this.#lora.weights(layer, proj));
@@ -156,7 +164,7 @@ export class DeviceSelection {
       now.B,
       ref.A,
       ref.B,
-      this.#lora.rank,
+      this.#lora.rankOf(layer, proj),
       inDim,
       outDim,
       this.#lora.scale,

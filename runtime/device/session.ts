@@ -241,8 +241,9 @@ export class DeviceSession {
       lora.setActiveKeys(active);
       let params = 0;
       for (const key of active) {
-        const { inDim, outDim } = projDims(this.config, key.split(".")[1] as Proj);
-        params += lora.rank * (inDim + outDim);
+        const proj = key.split(".")[1] as Proj;
+        const { inDim, outDim } = projDims(this.config, proj);
+        params += lora.rankOf(Number(key.split(".")[0]), proj) * (inDim + outDim);
       }
       const { maxGradNorm, ...adam } = opts;
       this.selection.afterBackward(active);
@@ -398,6 +399,12 @@ export class DeviceSession {
           this.selection.onSelect(f.select);
         } catch (e) {
           throw new DeviceProtocolError((e as Error).message);
+        }
+        // Rank reallocation: the kept modules grow (s·B·A unchanged) before they train again,
+        // and their scores' reference restarts at the grown weights.
+        if (f.select.rank !== undefined) {
+          const grown = this.#o.lora.growRank(f.select.active, f.select.rank, f.select.step);
+          this.selection.rebase(grown);
         }
         if (returnSelect) return f;
         continue;

@@ -63,15 +63,19 @@ interface Module {
   readonly key: string;
   readonly inDim: number;
   readonly outDim: number;
+  /** Its rank: the LoRA's rank, or more once grown (LocalLora.growRank). */
+  rank: number;
   /** [A | B] as one tensor (the optimizer's view), and A, B inside it. */
-  readonly params: F32;
-  readonly A: F32;
-  readonly B: F32;
-  readonly grad: F32;
-  readonly dA: F32;
-  readonly dB: F32;
-  readonly m: F32;
-  readonly v: F32;
+  params: F32;
+  A: F32;
+  B: F32;
+  grad: F32;
+  dA: F32;
+  dB: F32;
+  m: F32;
+  v: F32;
+  /** Once grown: its own allocations of params, grad, m, v (else slices of the shared ones). */
+  own: F32[] | null;
   /** AdamW steps taken (1-based bias correction), only advanced while active. */
   step: number;
   active: boolean;
@@ -89,6 +93,7 @@ interface Module {
 interface PassState {
   xa: F32 | null;
   xaRows: number;
+  xaRank: number;
   modules: Pick<Module, "X" | "XA" | "M" | "mask" | "Xd">[];
 }
 
@@ -111,6 +116,8 @@ export class LocalLora implements LoraHooks, Freeable {
   readonly #v: F32;
   #xa: F32 | null = null;
   #xaRows = 0;
+  /** The XA buffer's rank per slot: the largest module rank when it was allocated. */
+  #xaRank = 0;
   #dxTmp: F32 | null = null;
   #dropRng: () => number;
   /** The pass that forward/backward serve now, and the saved state of the others (usePass). */
@@ -158,6 +165,8 @@ export class LocalLora implements LoraHooks, Freeable {
         index: this.#order.length,
         ...s,
         key: moduleKey(s.layer, s.proj),
+        rank,
+        own: null,
         params: sub(this.#params, 0, n, [n]),
         A: sub(this.#params, 0, nA, [rank, s.inDim]),
         B: sub(this.#params, nA, n - nA, [s.outDim, rank]),
@@ -198,10 +207,10 @@ export class LocalLora implements LoraHooks, Freeable {
       let Xin = X;
       if (this.dropout > 0 && this.training) Xin = this.#drop(m, X, M);
       else m.mask = null;
-      loraForward(this.k, Y, XA, Xin, m.A, m.B, M, m.inDim, this.rank, m.outDim, this.scale, {
+      loraForward(this.k, Y, XA, Xin, m.A, m.B, M, m.inDim, m.rank, m.outDim, this.scale, {
         accumulate: true,
       });
-      this.flops += loraForwardFlops(M, m.inDim, this.rank, m.outDim);
+      this.flops += loraForwardFlops(M, m.inDim, m.rank, m.outDim);
       m.X = Xin;
       m.M = M;
     }
@@ -210,9 +219,9 @@ export class LocalLora implements LoraHooks, Freeable {
 
   backward(layer: number, grads: readonly ProjGrad[], dX: F32 | null): void {
     const p = this.profile, t = p ? p.now() : 0;
-    const r = this.rank, s = this.scale;
+    const s = this.scale;
     for (const { proj, G } of grads) {
-      const m = this.#module(layer, proj, "backward");
+      const m = this.#module(layer, proj, "backward"), r = m.rank;
       if (m.X === null || m.XA === null) {
         throw new Error(
           `LocalLora.backward(${m.key}): no forward of this module to go back through`,
@@ -254,12 +263,14 @@ export class LocalLora implements LoraHooks, Freeable {
     this.#otherPasses.set(this.#pass, {
       xa: this.#xa,
       xaRows: this.#xaRows,
+      xaRank: this.#xaRank,
       modules: this.#order.map((m) => ({ X: m.X, XA: m.XA, M: m.M, mask: m.mask, Xd: m.Xd })),
     });
     const next = this.#otherPasses.get(id);
     this.#otherPasses.delete(id);
     this.#xa = next?.xa ?? null;
     this.#xaRows = next?.xaRows ?? 0;
+    this.#xaRank = next?.xaRank ?? 0;
     this.#order.forEach((m, i) => {
       const saved = next?.modules[i];
       m.X = saved?.X ?? null;
@@ -296,10 +307,92 @@ export class LocalLora implements LoraHooks, Freeable {
     for (const m of this.#order) m.active = on.has(m.key);
   }
 
+  /** A module's rank: the LoRA's, or more once grown. */
+  rankOf(layer: number, proj: Proj): number {
+    return this.#module(layer, proj, "rankOf").rank;
+  }
+
+  /**
+   * Grows the named modules to `rank` (each capped at min(in, out), past which a rank adds
+   * nothing); modules already there are left alone. The product is unchanged: A gets new rows
+   * drawn as at initialisation (from `seed`), B zero columns, and the AdamW moments zeros for
+   * them, so s·B·A and the module's output stay exactly what they were while the new directions
+   * start training. s stays alpha / (the LoRA's rank). Grow between steps: a grown module forgets
+   * its last forward, so a backward through it afterwards is refused. Returns the modules grown.
+   */
+  growRank(keys: Iterable<string>, rank: number, seed = 0): string[] {
+    if (!Number.isInteger(rank) || rank < 1) {
+      throw new RangeError(`LocalLora.growRank: rank must be a positive integer, got ${rank}`);
+    }
+    const want = [...keys].map((key) => {
+      const m = this.#modules.get(key);
+      if (m === undefined) throw new Error(`LocalLora.growRank: no module "${key}"`);
+      return m;
+    });
+    const rand = mulberry32(seed), grown: string[] = [];
+    for (const m of want) {
+      const r1 = Math.min(rank, m.inDim, m.outDim), r0 = m.rank;
+      if (r1 <= r0) continue;
+      const { inDim, outDim } = m, n = r1 * (inDim + outDim), nA = r1 * inDim;
+      // [A | B] of rank r0 → rank r1: A's rows stay and new ones follow; B's rows widen.
+      const widen = (old: Float32Array, fresh: Float32Array, newA: (i: number) => number) => {
+        fresh.set(old.subarray(0, r0 * inDim));
+        for (let i = r0 * inDim; i < nA; i++) fresh[i] = newA(i);
+        for (let o = 0; o < outDim; o++) {
+          for (let j = 0; j < r0; j++) fresh[nA + o * r1 + j] = old[r0 * inDim + o * r0 + j];
+        }
+      };
+      const bound = 1 / Math.sqrt(inDim);
+      const [params, grad, mom, vel] = [0, 1, 2, 3].map(() => {
+        const a = this.k.alloc([n]);
+        a.data.fill(0);
+        return a;
+      });
+      widen(m.params.data, params.data, () => (2 * rand() - 1) * bound);
+      widen(m.m.data, mom.data, () => 0);
+      widen(m.v.data, vel.data, () => 0);
+      for (const a of m.own ?? []) a.free();
+      const view = (a: F32, off: number, len: number, shape: number[]) =>
+        new WasmArray(this.k, "f32", a.ptr + 4 * off, len, shape);
+      Object.assign(m, {
+        rank: r1,
+        own: [params, grad, mom, vel],
+        params,
+        A: view(params, 0, nA, [r1, inDim]),
+        B: view(params, nA, n - nA, [outDim, r1]),
+        grad,
+        dA: view(grad, 0, nA, [r1, inDim]),
+        dB: view(grad, nA, n - nA, [outDim, r1]),
+        m: mom,
+        v: vel,
+        X: null,
+        XA: null,
+      });
+      grown.push(m.key);
+    }
+    // The XA buffer's slots are sized for the largest rank: make them anew.
+    if (grown.length > 0) {
+      this.#xa?.free();
+      this.#xa = null;
+      for (const o of this.#order) o.XA = null;
+      const changed = new Set(grown);
+      for (const p of this.#otherPasses.values()) {
+        p.xa?.free();
+        p.xa = null;
+        p.modules.forEach((o, i) => {
+          o.XA = null;
+          if (changed.has(this.#order[i].key)) o.X = null;
+        });
+      }
+    }
+    return grown;
+  }
+
   // --- optimizer -----------------------------------------------------------------------------
 
   zeroGrad(): void {
     this.#grads.data.fill(0);
+    for (const m of this.#order) if (m.own !== null) m.grad.data.fill(0);
   }
 
   /** Global-norm clipping over the active modules' gradients; returns the norm before. */
@@ -391,6 +484,7 @@ export class LocalLora implements LoraHooks, Freeable {
 
   free(): void {
     for (const a of [this.#params, this.#grads, this.#m, this.#v]) a.free();
+    for (const m of this.#order) for (const a of m.own ?? []) a.free();
     this.#xa?.free();
     this.#dxTmp?.free();
     for (const m of this.#order) m.Xd?.free();
@@ -418,24 +512,16 @@ export class LocalLora implements LoraHooks, Freeable {
 
   /** The module's XA (M,r), a slice of one buffer holding every module's (grown on demand). */
   #xaOf(m: Module, M: number): F32 {
-    if (M > this.#xaRows) {
+    if (M > this.#xaRows || this.#xa === null) {
       this.#xa?.free();
       this.#xaRows = M;
-      this.#xa = this.k.alloc([this.#order.length * M * this.rank]);
+      this.#xaRank = Math.max(...this.#order.map((o) => o.rank));
+      this.#xa = this.k.alloc([this.#order.length * M * this.#xaRank]);
       for (const o of this.#order) o.XA = null;
     }
-    if (m.XA === null || m.XA.length !== M * this.rank) {
-      const i = m.index;
-      m.XA = new WasmArray(
-        this.k,
-        "f32",
-        this.#xa!.ptr + 4 * i * this.#xaRows * this.rank,
-        M * this.rank,
-        [
-          M,
-          this.rank,
-        ],
-      );
+    if (m.XA === null || m.XA.length !== M * m.rank) {
+      const at = this.#xa.ptr + 4 * m.index * this.#xaRows * this.#xaRank;
+      m.XA = new WasmArray(this.k, "f32", at, M * m.rank, [M, m.rank]);
     }
     return m.XA;
   }

@@ -50,6 +50,11 @@ export const selectMessageSchema = z.strictObject({
   score: scoreName,
   /** Multiplier of the device's learning rate from now on (1 = the job's lr). */
   lr_scale: z.number().gt(0).max(100),
+  /**
+   * Rank reallocation (kr.rank_scale): the active modules grow to this rank now (each capped at
+   * min(in, out); never shrunk), keeping s·B·A. Absent: no growth.
+   */
+  rank: z.number().int().min(1).max(4096).optional(),
 }).superRefine((m, ctx) => {
   const seen = new Set<string>();
   for (const k of [...m.active, ...m.probing]) {

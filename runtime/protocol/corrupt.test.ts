@@ -617,6 +617,12 @@ const TABLE: Row[] = [
     code: "bad-body",
   },
   {
+    name: "SELECT rank not a positive integer",
+    frame: () => withBody(control("SELECT"), json({ ...SELECT, rank: 2.5 })),
+    code: "bad-body",
+    message: /rank/,
+  },
+  {
     name: "SELECT budget over an unknown unit",
     frame: () =>
       withBody(control("SELECT"), json({ ...SELECT, budget: { rho: 0.5, over: "bytes" } })),

@@ -29,7 +29,9 @@ export function loraToAdapter(lora: LocalLora, opts: ToAdapterOptions): Adapter 
     modules.set(key, {
       layer: Number(layer),
       proj: proj as LoraModule["proj"],
-      rank: lora.rank,
+      // A module grown by Kill and Revive keeps s = alpha / (the LoRA's rank): rank_pattern and
+      // alpha_pattern carry both.
+      rank: lora.rankOf(Number(layer), proj as LoraModule["proj"]),
       scale: lora.scale,
       A: w.A,
       B: w.B,
