@@ -22,7 +22,9 @@
  * flags for that run: warmup, period, pf (probe fraction), pw (probe window), cost=1 (rank by
  * score per unit cost r·(in+out)), over=1 (cost budget), lrs (lr multiplier of the selected
  * modules after the warm-up; never applied to `all`), tau (threshold mode), margin (kr's
- * hysteresis: a probe replaces an active module only if its score exceeds margin × that module's).
+ * hysteresis: a probe replaces an active module only if its score exceeds margin × that module's),
+ * rks (rank reallocation: kept modules grow to rank × rks after each decision; 0 = the rank at
+ * which they hold as many parameters as all, r · Σ_all (in+out) / Σ_kept (in+out)).
  * A dev tool, not a test.
  */
 import { Kernels } from "../kernels/mod.ts";
@@ -92,6 +94,7 @@ const defaults = {
   over: flag("--cost-budget") ? 1 : 0,
   tau: NaN,
   margin: Number(value("--margin", "1")),
+  rks: Number(value("--rank-scale", "1")),
 };
 
 const loaded = await loadModel("stories260K", { requireTokenizer: true });
@@ -173,7 +176,8 @@ async function runOne(spec: string, rho: number, seed: number): Promise<RunResul
     let c: number;
     if (score === "change") c = changeNorm([a.A, a.B], [b.A, b.B]);
     else if (score === "effective") {
-      c = effectiveWeightChange(a.A, a.B, b.A, b.B, rank, d.inDim, d.outDim, alpha / rank);
+      const r = lora.rankOf(d.layer, d.proj);
+      c = effectiveWeightChange(a.A, a.B, b.A, b.B, r, d.inDim, d.outDim, alpha / rank);
     } else if (score === "sensitivity") {
       const s = sens.get(m)!;
       c = s.steps === 0 ? 0 : s.value() / s.steps;
@@ -208,10 +212,10 @@ async function runOne(spec: string, rho: number, seed: number): Promise<RunResul
       }
       let c = 0, n = 0;
       for (const m of on) {
-        const d = dims.get(m)!;
-        c += loraForwardFlops(M, d.inDim, rank, d.outDim) +
-          loraBackwardFlops(M, d.inDim, rank, d.outDim);
-        n += rank * (d.inDim + d.outDim);
+        const d = dims.get(m)!, r = lora.rankOf(d.layer, d.proj);
+        c += loraForwardFlops(M, d.inDim, r, d.outDim) +
+          loraBackwardFlops(M, d.inDim, r, d.outDim);
+        n += r * (d.inDim + d.outDim);
         // X down, ΔY up, G down, dX up: f32 activations per active module.
         bytes += 4 * M * 2 * (d.inDim + d.outDim);
       }
@@ -239,6 +243,13 @@ async function runOne(spec: string, rho: number, seed: number): Promise<RunResul
       });
       state = nextState(state, decision, done, keepOf(budget, modules.length));
       snap = now;
+      // Rank reallocation (rks; 0 = all's parameters): the kept modules grow, s·B·A unchanged.
+      const kept = state.active.reduce((a, m) => a + costs.get(m)!, 0);
+      const scale = o.rks === 0 ? [...costs.values()].reduce((a, b) => a + b, 0) / kept : o.rks;
+      const grown = o.rks === 0 ? Math.floor(rank * scale) : Math.round(rank * scale);
+      if (scale > 1 && lora.growRank(state.active, grown, done).length > 0) {
+        snap = lora.exportWeights("all");
+      }
       for (const s of sens.values()) s.reset();
     }
     const finalActive = policyName === "all" ? modules : state.active;

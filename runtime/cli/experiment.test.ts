@@ -39,7 +39,11 @@ Deno.test("dlora experiment kr --quick: rows of the issue's shape, report, plot 
     assertEquals(r.code, 0, r.stderr);
     assert(r.json !== null, `last stdout line is JSON: ${r.stdout.slice(-500)}`);
     const rows = r.json.rows as R[];
-    assertEquals(rows.length, 7, "all at 3 lengths, kr, random, oneshot, kr bf16");
+    assertEquals(
+      rows.length,
+      9,
+      "all at 3 lengths, kr, random, oneshot, kr bf16, kr and oneshot with rank reallocation",
+    );
     for (const row of rows) {
       for (const [k, type] of Object.entries(FIELDS)) {
         const t = row[k] === null ? "null" : typeof row[k];
@@ -54,7 +58,7 @@ Deno.test("dlora experiment kr --quick: rows of the issue's shape, report, plot 
     const all = full[0];
     assertEquals(all.nll_active, all.nll_all, "all: every module is active");
     assertEquals(all.module_steps_frac, 1);
-    const kr = rows.find((x) => x.policy === "kr" && x.codec === "f32")!;
+    const kr = rows.find((x) => x.policy === "kr" && x.codec === "f32" && !x.rank)!;
     const krBf16 = rows.find((x) => x.policy === "kr" && x.codec === "bf16")!;
     const bytes = (x: R) => x.bytes_up + x.bytes_down;
     assert(bytes(kr) < bytes(all), `kr bytes ${bytes(kr)} < all ${bytes(all)}`);
@@ -62,8 +66,13 @@ Deno.test("dlora experiment kr --quick: rows of the issue's shape, report, plot 
     assert(kr.device_flops < all.device_flops, "kr computes less on the device");
     assert(kr.device_flops_lora < all.device_flops_lora, "less LoRA work");
     assert(kr.module_steps_frac < 1 && kr.module_steps_frac > 0.125, `${kr.module_steps_frac}`);
+    // Rank reallocation: the kept modules grow to rank/ρ, more LoRA work for the same traffic
+    // share (what is kept may differ, so the bytes only roughly).
+    const grown = rows.find((x) => x.policy === "kr" && x.rank === "budget")!;
+    assert(grown.device_flops_lora > kr.device_flops_lora, "grown modules compute more");
+    assert(bytes(grown) < 0.6 * bytes(all), `+rank bytes ${bytes(grown)} vs all ${bytes(all)}`);
     for (const p of ["random", "oneshot"]) {
-      const b = rows.find((x) => x.policy === p)!;
+      const b = rows.find((x) => x.policy === p && !x.rank)!;
       assert(bytes(b) < bytes(all), `${p} sends less than all`);
     }
     // Shorter `all` runs cost proportionally less (the equal-FLOPs curve).
@@ -73,20 +82,24 @@ Deno.test("dlora experiment kr --quick: rows of the issue's shape, report, plot 
 
     const targets = r.json.targets as { name: string; met: boolean | null; value: string }[];
     assertEquals(targets.length, 8);
+    const rankTargets = r.json.rank_targets as typeof targets;
+    assertEquals(rankTargets.length, 8);
     assert(targets.some((t) => t.met !== null), "some targets are measurable in --quick");
 
     const report = await Deno.readTextFile(`${dir}/report.md`);
     assert(report.includes("## Targets") && report.includes("TinyShakespeare"), "report");
+    assert(report.includes("## Targets with rank reallocation"), "rank reallocation targets");
+    assert(report.includes("| kr +rank |"), "rank reallocation rows in the tables");
     const svg = await Deno.readTextFile(`${dir}/nll_vs_flops.svg`);
     assert(svg.startsWith("<svg") && svg.includes("<polyline"), "plot");
     const file = JSON.parse(await Deno.readTextFile(`${dir}/rows.json`));
-    assertEquals(file.rows.length, 7);
-    assert(r.stderr.includes("[7/7]"), `progress on stderr: ${r.stderr.slice(-400)}`);
+    assertEquals(file.rows.length, 9);
+    assert(r.stderr.includes("[9/9]"), `progress on stderr: ${r.stderr.slice(-400)}`);
 
     // The same command again: every run is already in rows.json, nothing reruns.
     const again = await runCli(["experiment", "kr", "--quick", "--out", dir, "--json"]);
     assertEquals(again.code, 0, again.stderr);
-    assertEquals([again.json!.resumed, again.json!.ran], [7, 0]);
+    assertEquals([again.json!.resumed, again.json!.ran], [9, 0]);
     assertEquals(
       (again.json!.rows as R[]).map((x) => x.nll_active),
       rows.map((x) => x.nll_active),

@@ -20,6 +20,8 @@ export interface Row {
   seed: number;
   steps: number;
   codec: ExperimentCodec;
+  /** Rank reallocation ("budget": kept modules grown to all's parameter count); absent = the job's rank. */
+  rank?: "budget";
   nll_active: number;
   nll_all: number;
   /** Everything the device computed (LoRA, optimizer, embedding, head and loss). */
@@ -94,6 +96,7 @@ export interface Group {
   budget: number | null;
   steps: number;
   codec: ExperimentCodec;
+  rank: "budget" | null;
   seeds: number[];
   nllActive: number;
   nllAll: number;
@@ -108,7 +111,12 @@ export interface Group {
 }
 
 const groupKey = (r: Row) =>
-  [r.task, r.policy, r.score ?? "-", r.budget ?? "-", r.steps, r.codec].join("/");
+  [r.task, r.policy, r.score ?? "-", r.budget ?? "-", r.steps, r.codec, r.rank ?? "-"].join("/");
+
+/** How tables and the plot name a configuration's policy: "kr", "kr +rank". */
+export function policyLabel(g: { policy: string; rank?: "budget" | null }): string {
+  return g.rank ? `${g.policy} +rank` : g.policy;
+}
 
 /** Means over seeds, one group per configuration, in the order the rows first show them. */
 export function groupRows(rows: readonly Row[]): Group[] {
@@ -128,6 +136,7 @@ export function groupRows(rows: readonly Row[]): Group[] {
       budget: r0.budget,
       steps: r0.steps,
       codec: r0.codec,
+      rank: r0.rank ?? null,
       seeds: rs.map((r) => r.seed),
       nllActive: mean(rs.map((r) => r.nll_active)),
       nllAll: mean(rs.map((r) => r.nll_all)),
@@ -182,6 +191,8 @@ export interface TargetResult {
 export interface TargetOptions {
   /** Score of the default KR runs. */
   defaultScore: string;
+  /** Judge the runs with rank reallocation instead of the job's rank (default: the job's). */
+  rank?: "budget";
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -191,7 +202,7 @@ function krRows(rows: readonly Row[], task: string, rho: number, o: TargetOption
   const full = fullSteps(rows, task);
   return rows.filter((r) =>
     r.task === task && r.policy === "kr" && r.score === o.defaultScore && r.budget === rho &&
-    r.codec === codec && r.steps === full
+    r.codec === codec && r.steps === full && r.rank === o.rank
   );
 }
 
@@ -291,7 +302,7 @@ export function equalFlopsTarget(rows: readonly Row[], o: TargetOptions): Target
     const full = fullSteps(rows, task);
     const krs = rows.filter((r) =>
       r.task === task && r.policy === "kr" && r.score === o.defaultScore && r.codec === "f32" &&
-      r.steps === full
+      r.steps === full && r.rank === o.rank
     );
     for (const rho of new Set(krs.map((r) => r.budget))) {
       const pairs = krs.filter((r) => r.budget === rho).map((r) => ({
@@ -321,7 +332,7 @@ export function equalFlopsTarget(rows: readonly Row[], o: TargetOptions): Target
 export function beatsBaselinesTarget(rows: readonly Row[], o: TargetOptions): TargetResult {
   const name = "default KR beats random and oneshot at the same budget (mean over seeds) on ≥ 2 " +
     "of 3 tasks";
-  const groups = groupRows(rows).filter((g) => g.codec === "f32");
+  const groups = groupRows(rows).filter((g) => g.codec === "f32" && g.rank === (o.rank ?? null));
   const parts: string[] = [];
   let wins = 0, judged = 0;
   for (const task of tasksOf(rows)) {

@@ -39,6 +39,8 @@ export interface ExperimentOptions {
 export interface ExperimentResult {
   rows: Row[];
   targets: TargetResult[];
+  /** The targets judged on the runs with rank reallocation (none when the grid has none). */
+  rankTargets: TargetResult[] | null;
   out: string;
   files: { report: string; svg: string; rows: string };
   /** Runs in the grid, runs kept from an earlier rows.json, runs done now. */
@@ -174,6 +176,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
 
   const all = sorted();
   const targets = evaluateTargets(all, { defaultScore: shape.defaultScore });
+  const rankTargets = all.some((r) => r.rank === "budget")
+    ? evaluateTargets(all, { defaultScore: shape.defaultScore, rank: "budget" })
+    : undefined;
   const data: Record<string, { trainTokens: number; heldOutTokens: number }> = {};
   for (const r of all) {
     if (typeof r.train_tokens === "number" && typeof r.eval_tokens === "number") {
@@ -190,6 +195,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       shape,
       tasks,
       targets,
+      ...(rankTargets ? { rankTargets } : {}),
       data,
       allFractions: grid.allFractions,
       wallSeconds: result.failed.length === 0 && earlier.length === 0 ? wallSeconds : undefined,
@@ -208,6 +214,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   return {
     rows: all,
     targets,
+    rankTargets: rankTargets ?? null,
     out: o.out,
     files,
     runs: runs.length,

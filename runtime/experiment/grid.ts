@@ -82,12 +82,17 @@ export interface RunSpec {
   seed: number;
   steps: number;
   codec: ExperimentCodec;
+  /**
+   * Rank reallocation (`kr.rank_scale`): "budget" = after the warm-up the kept modules grow to
+   * the rank at which they hold as many LoRA parameters as `all`; absent = the job's rank.
+   */
+  rank?: "budget";
 }
 
 /** A stable key: two specs are the same run exactly when their ids match. */
 export function runId(s: RunSpec): string {
-  return [s.task, s.policy, s.score ?? "-", s.budget ?? "-", `s${s.seed}`, `n${s.steps}`, s.codec]
-    .join("/");
+  const id = [s.task, s.policy, s.score ?? "-", s.budget ?? "-", `s${s.seed}`, `n${s.steps}`];
+  return [...id, s.codec, ...(s.rank ? [`rank-${s.rank}`] : [])].join("/");
 }
 
 /** The job's `kr` options for a spec (null for `all`: no selection at all). */
@@ -105,6 +110,7 @@ export function krOptions(s: RunSpec, shape: ExperimentShape): KrOptions | null 
     export: "active",
     score: s.score ?? shape.defaultScore,
     budget: s.budget,
+    ...(s.rank ? { rank_scale: s.rank } : {}),
   };
 }
 
@@ -119,6 +125,11 @@ export interface GridOptions {
   steps: number;
   /** Budgets at which the default KR also runs with bf16 transport. */
   bf16Budgets: readonly number[];
+  /**
+   * Budgets at which the default KR and oneshot also run with rank reallocation (the kept
+   * modules grow until they hold as many LoRA parameters as `all`).
+   */
+  rankBudgets: readonly number[];
   /**
    * `all` also runs for these fractions of the steps (its own complete, shorter schedule): the
    * curve KR is compared against at equal device FLOPs.
@@ -137,6 +148,7 @@ export function fullGridOptions(shape: ExperimentShape = EXPERIMENT_JOB): GridOp
     baselines: ["random", "oneshot"],
     steps: shape.steps,
     bf16Budgets: [0.125],
+    rankBudgets: [0.5, 0.25, 0.125],
     allFractions: [0.25, 0.5, 0.75],
     defaultScore: shape.defaultScore,
   };
@@ -155,6 +167,7 @@ export function quickGridOptions(shape: ExperimentShape): GridOptions {
     baselines: ["random", "oneshot"],
     steps: shape.steps,
     bf16Budgets: [0.125],
+    rankBudgets: [0.125],
     allFractions: [0.25, 0.5],
     defaultScore: shape.defaultScore,
   };
@@ -204,6 +217,11 @@ export function buildGrid(g: GridOptions): RunSpec[] {
       }
       for (const budget of g.bf16Budgets) {
         runs.push({ ...base, codec: "bf16", policy: "kr", score: g.defaultScore, budget });
+      }
+      for (const budget of g.rankBudgets) {
+        for (const policy of ["kr", "oneshot"] as const) {
+          runs.push({ ...base, policy, score: g.defaultScore, budget, rank: "budget" });
+        }
       }
     }
   }

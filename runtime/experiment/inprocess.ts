@@ -128,6 +128,7 @@ export async function runInProcess(o: InProcessRun): Promise<InProcessResult> {
             seed: job.seed,
             tier: null,
             tierRho: o.tierRho,
+            rank: job.rank,
           },
         }
         : {}),

@@ -3,7 +3,7 @@
  * over seeds, savings against `all`), and issue 5's targets as met / not met with the measured
  * values. Pure: rows and metadata in, Markdown out.
  */
-import { type Group, groupRows, type Row, type TargetResult } from "./aggregate.ts";
+import { type Group, groupRows, policyLabel, type Row, type TargetResult } from "./aggregate.ts";
 import type { ExperimentShape } from "./grid.ts";
 import { selectionFromOptions } from "../../coordinator/scheduler/options.ts";
 
@@ -12,6 +12,8 @@ export interface ReportMeta {
   shape: ExperimentShape;
   tasks: readonly { name: string; label: string }[];
   targets: TargetResult[];
+  /** The same targets judged on the runs with rank reallocation (when the grid has them). */
+  rankTargets?: TargetResult[];
   /** Per task: tokens trained on and held out (after the cap). */
   data?: Record<string, { trainTokens: number; heldOutTokens: number }>;
   wallSeconds?: number;
@@ -30,7 +32,8 @@ const mega = (x: number) => (Number.isFinite(x) ? (x / 1e6).toFixed(1) : "–");
 const POLICY_ORDER = ["all", "kr", "random", "oneshot"];
 
 function order(a: Group, b: Group): number {
-  return POLICY_ORDER.indexOf(a.policy) - POLICY_ORDER.indexOf(b.policy) ||
+  return (a.rank ? 1 : 0) - (b.rank ? 1 : 0) ||
+    POLICY_ORDER.indexOf(a.policy) - POLICY_ORDER.indexOf(b.policy) ||
     (b.budget ?? 2) - (a.budget ?? 2) || (a.score ?? "").localeCompare(b.score ?? "") ||
     (a.codec === "f32" ? 0 : 1) - (b.codec === "f32" ? 0 : 1) || b.steps - a.steps;
 }
@@ -64,7 +67,7 @@ export function taskTable(rows: readonly Row[], task: string): string {
     lines.push(
       `| ${
         [
-          g.policy,
+          policyLabel(g),
           g.score ?? "–",
           g.budget ?? "–",
           g.codec,
@@ -103,7 +106,7 @@ export function summaryTable(
     ) => [t.name, Math.max(...rows.filter((r) => r.task === t.name).map((r) => r.steps))]),
   );
   const groups = groupRows(rows).filter((g) => full.get(g.task) === g.steps);
-  const key = (g: Group) => `${g.policy}/${g.score ?? "–"}/${g.budget ?? "–"}/${g.codec}`;
+  const key = (g: Group) => `${policyLabel(g)}/${g.score ?? "–"}/${g.budget ?? "–"}/${g.codec}`;
   const configs = new Map<string, Group[]>();
   for (const g of [...groups].sort(order)) configs.set(key(g), [...(configs.get(key(g)) ?? []), g]);
   const head = [
@@ -127,7 +130,7 @@ export function summaryTable(
     const g0 = gs[0];
     lines.push(`| ${
       [
-        g0.policy,
+        policyLabel(g0),
         g0.score ?? "–",
         g0.budget ?? "–",
         g0.codec,
@@ -208,6 +211,23 @@ export function renderReport(rows: readonly Row[], meta: ReportMeta): string {
     "## Targets",
     "",
     targetsSection(meta.targets),
+    "",
+    ...(meta.rankTargets
+      ? [
+        "",
+        '## Targets with rank reallocation (`kr.rank_scale: "budget"`)',
+        "",
+        'The same targets for the runs marked *+rank* (`kr.rank_scale: "budget"`): at each ' +
+        "decision after the warm-up the kept modules grow from the job's rank to the largest " +
+        "rank at which they hold no more LoRA parameters than `all` (r · Σ_all (in+out) / " +
+        "Σ_kept (in+out), each capped at min(in, out); A gets new rows and B zero columns, so " +
+        "the model is unchanged at the moment of growth). The parameters the killed modules " +
+        "free go to the modules that matter: the device's LoRA compute comes back to about " +
+        "`all`'s while its traffic stays that of ρ. `random` has no such runs; `oneshot` has.",
+        "",
+        targetsSection(meta.rankTargets),
+      ]
+      : []),
     "",
     "## Summary (means over seeds; savings averaged over tasks)",
     "",

@@ -127,6 +127,7 @@ export async function runOne(ctx: RunContext, spec: RunSpec): Promise<Row> {
     seed: spec.seed,
     steps: spec.steps,
     codec: spec.codec,
+    ...(spec.rank ? { rank: spec.rank } : {}),
     nll_active: round(nllActive, 6),
     nll_all: round(nllAll, 6),
     device_flops: totalFlops(f),

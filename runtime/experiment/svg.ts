@@ -17,9 +17,11 @@ export interface Series {
   points: Point[];
 }
 
-/** A policy's line label: "kr/effective", "kr/change bf16", "random", "all". */
-export function seriesName(r: { policy: string; score: string | null; codec: string }): string {
-  const base = r.policy === "kr" ? `kr/${r.score}` : r.policy;
+/** A policy's line label: "kr/effective", "kr/change bf16", "oneshot +rank", "all". */
+export function seriesName(
+  r: { policy: string; score: string | null; codec: string; rank?: "budget" | null },
+): string {
+  const base = (r.policy === "kr" ? `kr/${r.score}` : r.policy) + (r.rank ? " +rank" : "");
   return r.codec === "f32" ? base : `${base} ${r.codec}`;
 }
 

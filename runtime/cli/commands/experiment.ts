@@ -58,6 +58,7 @@ export async function experimentCommand(flags: Flags): Promise<Record<string, un
   return {
     rows: r.rows,
     targets: r.targets,
+    rank_targets: r.rankTargets,
     out: r.out,
     files: r.files,
     runs: r.runs,
@@ -70,10 +71,13 @@ export async function experimentCommand(flags: Flags): Promise<Record<string, un
 /** Without --json: the targets and where the files went (the rows are in rows.json). */
 export function printExperiment(r: Record<string, unknown>): void {
   const targets = r.targets as { name: string; met: boolean | null; value: string }[];
-  for (const t of targets) {
+  const print = (t: { name: string; met: boolean | null; value: string }, tag = "") => {
     const mark = t.met === true ? "met" : t.met === false ? "NOT MET" : "n/a";
-    console.log(`[${mark}] ${t.name}: ${t.value}`);
-  }
+    console.log(`[${mark}]${tag} ${t.name}: ${t.value}`);
+  };
+  for (const t of targets) print(t);
+  const rank = r.rank_targets as typeof targets | null;
+  for (const t of rank ?? []) print(t, " (+rank)");
   const files = r.files as Record<string, string>;
   console.log(
     `${r.runs} runs (${r.resumed} resumed), ${r.wall_s} s; ${Object.values(files).join(", ")}`,
