@@ -24,7 +24,8 @@
  * modules after the warm-up; never applied to `all`), tau (threshold mode), margin (kr's
  * hysteresis: a probe replaces an active module only if its score exceeds margin × that module's),
  * rks (rank reallocation: kept modules grow to rank × rks after each decision; 0 = the rank at
- * which they hold as many parameters as all, r · Σ_all (in+out) / Σ_kept (in+out)).
+ * which they hold as many parameters as all, r · Σ_all (in+out) / Σ_kept (in+out); lrs then
+ * defaults to 1, as kr.lr_scale does).
  * A dev tool, not a test.
  */
 import { Kernels } from "../kernels/mod.ts";
@@ -142,11 +143,15 @@ interface RunResult {
 function parseRun(spec: string) {
   const [policy, score = "change", opts = ""] = spec.split(":");
   const o = { ...defaults };
+  const given = new Set<string>();
   for (const kv of opts.split(";").filter((s) => s)) {
     const [key, v] = kv.split("=");
     if (!(key in o)) throw new Error(`unknown run option ${key} in ${spec}`);
     (o as Record<string, number>)[key] = Number(v);
+    given.add(key);
   }
+  // As the product (defaultLrScale): with rank reallocation the lr is not doubled unless asked.
+  if (o.rks !== 1 && !given.has("lrs") && !args.includes("--selected-lr-scale")) o.lrs = 1;
   return { policy, score, o };
 }
 

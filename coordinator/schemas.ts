@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { PROJS } from "../runtime/model/modules.ts";
 import { TIERS } from "./tiers.ts";
-import { KR_DEFAULTS } from "./scheduler/options.ts";
+import { defaultLrScale, KR_DEFAULTS } from "./scheduler/options.ts";
 
 /** Limits on what one request may ask for (config.limits). */
 export interface JobLimits {
@@ -98,8 +98,11 @@ const krSchema = z.strictObject({
   budget: z.number().gt(0).lte(1).nullable().default(null),
   /** What ρ is a share of: the module count, or the modules' summed cost r·(in + out). */
   budget_over: z.enum(["count", "cost"]).default("count"),
-  /** Learning-rate multiplier of the modules trained after the warm-up (not for `all`). */
-  lr_scale: z.number().gt(0).max(100).default(KR_DEFAULTS.lrScale),
+  /**
+   * Learning-rate multiplier of the modules trained after the warm-up (not for `all`); default
+   * KR_DEFAULTS.lrScale, or 1 with rank reallocation (the kept modules then hold all's parameters).
+   */
+  lr_scale: z.number().gt(0).max(100).optional(),
   /** kr hysteresis: a probe displaces an active module only if its score is this factor higher. */
   margin: z.number().min(1).max(100).optional(),
   /**
@@ -107,7 +110,7 @@ const krSchema = z.strictObject({
    * LoRA parameters as `all` trains); 1 = no growth.
    */
   rank_scale: z.union([z.number().min(1).max(64), z.literal("budget")]).default(1),
-});
+}).transform((kr) => ({ ...kr, lr_scale: kr.lr_scale ?? defaultLrScale(kr.rank_scale) }));
 
 /** The job schema under `limits`; its output is the normalized spec that is stored. */
 export function jobSpecSchema(limits: JobLimits = DEFAULT_JOB_LIMITS) {

@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "../../tests/util.ts";
-import { type KrOptions, selectionFromOptions } from "./options.ts";
+import { defaultLrScale, type KrOptions, selectionFromOptions } from "./options.ts";
+import { jobSpecSchema } from "../schemas.ts";
 
 const BASE: KrOptions = {
   policy: "kr",
@@ -41,6 +42,20 @@ Deno.test("selectionFromOptions: defaults, tier budget, overrides", () => {
   assertEquals(selectionFromOptions({ ...BASE, margin: 1.25 }, RUN).config.margin, 1.25);
   const t = selectionFromOptions({ ...BASE, mode: "threshold", tau: 0.5 }, RUN);
   assertEquals(t.budget(0.5), { tau: 0.5 });
+  // Rank reallocation gives the killed parameters back: the lr is not doubled unless asked.
+  const grown = selectionFromOptions({ ...BASE, rank_scale: "budget" }, RUN);
+  assertEquals([grown.rankScale, grown.lrScale], ["budget", 1]);
+  assertEquals(selectionFromOptions({ ...BASE, rank_scale: 2, lr_scale: 3 }, RUN).lrScale, 3);
+  assertEquals([defaultLrScale(undefined), defaultLrScale(1), defaultLrScale(4)], [2, 2, 1]);
+});
+
+Deno.test("job schema: kr.lr_scale defaults to 2, or 1 with rank reallocation", () => {
+  const DEVICE = "dev_0123456789abcdef";
+  const job = (kr: Record<string, unknown>) =>
+    jobSpecSchema().parse({ base_model: "stories260K", devices: [DEVICE], kr }).kr;
+  assertEquals([job({ policy: "kr" }).lr_scale, job({ policy: "kr" }).rank_scale], [2, 1]);
+  assertEquals(job({ policy: "kr", rank_scale: "budget" }).lr_scale, 1);
+  assertEquals(job({ policy: "kr", rank_scale: "budget", lr_scale: 1.5 }).lr_scale, 1.5);
 });
 
 Deno.test("selectionFromOptions: errors a person can act on", () => {

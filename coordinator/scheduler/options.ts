@@ -96,6 +96,15 @@ export interface Selection {
   budget(tierRho: number): Budget;
 }
 
+/**
+ * The kept modules' lr multiplier when the job gives none: KR_DEFAULTS.lrScale makes up for the
+ * parameters killed; with rank reallocation they are back (in the kept modules), and a doubled lr
+ * overshoots (bench/kr-sim-dev.ts, README "Kill and Revive"), so 1.
+ */
+export function defaultLrScale(rankScale: number | "budget" | undefined): number {
+  return rankScale === undefined || rankScale === 1 ? KR_DEFAULTS.lrScale : 1;
+}
+
 export function selectionFromOptions(
   o: KrOptions,
   run: { totalSteps: number; stepsPerPass: number },
@@ -119,11 +128,11 @@ export function selectionFromOptions(
   const margin: number = o.margin ?? KR_DEFAULTS.margin;
   if (margin !== 1) config.margin = margin; // 1 = no hysteresis, left out of the config
   validateConfig(config);
-  const lrScale = o.policy === "all" ? 1 : o.lr_scale ?? KR_DEFAULTS.lrScale;
+  const rankScale = o.policy === "all" ? 1 : o.rank_scale ?? 1;
+  const lrScale = o.policy === "all" ? 1 : o.lr_scale ?? defaultLrScale(rankScale);
   if (!(lrScale > 0 && Number.isFinite(lrScale))) {
     throw new Error(`kr: lr_scale must be a positive number, got ${o.lr_scale}`);
   }
-  const rankScale = o.policy === "all" ? 1 : o.rank_scale ?? 1;
   if (rankScale !== "budget" && !(rankScale >= 1 && Number.isFinite(rankScale))) {
     throw new Error(`kr: rank_scale must be a number ≥ 1 or "budget", got ${o.rank_scale}`);
   }

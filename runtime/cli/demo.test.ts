@@ -97,12 +97,41 @@ Deno.test("dlora demo: --kr off trains every module; nothing is saved", async ()
   }
 });
 
+Deno.test("dlora demo: --kr rank grows the kept modules; the adapters carry their ranks", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dlora-demo-rank-" });
+  try {
+    const r = await runCli([
+      "demo",
+      ...["--devices", "1", "--steps", "4", "--batch", "2", "--seq-len", "16"],
+      ...["--eval-tokens", "64", "--kr", "rank", "--out", dir, "--json"],
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    const json = r.json as {
+      kr: boolean;
+      rank_realloc: boolean;
+      devices: Record<string, unknown>[];
+    };
+    assertEquals([json.kr, json.rank_realloc], [true, true]);
+    const d = json.devices[0];
+    const config = JSON.parse(await Deno.readTextFile(`${d.adapter}/adapter_config.json`));
+    const ranks = Object.values(config.rank_pattern) as number[];
+    assertEquals(
+      ranks.length,
+      (d.kr as Record<string, number>).active_end,
+      "every kept module grew",
+    );
+    assert(ranks.every((x) => x > config.r), `grown ranks ${ranks} above r = ${config.r}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("dlora demo: flags out of range are usage errors", async () => {
   for (
     const [args, pattern] of [
       [["--devices", "9"], /--devices must be in 1\.\.8/],
       [["--codec", "f8"], /--codec must be one of f32, f16, bf16, int8/],
-      [["--kr", "maybe"], /--kr must be on or off/],
+      [["--kr", "maybe"], /--kr must be on, off or rank/],
     ] as const
   ) {
     const r = await runCli(["demo", ...args]);

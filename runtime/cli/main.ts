@@ -83,7 +83,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   demo: {
-    summary: "demo [--devices 3 --steps 150 --codec f32|f16|bf16|int8 --seed 0 --kr on|off " +
+    summary: "demo [--devices 3 --steps 150 --codec f32|f16|bf16|int8 --seed 0 --kr on|off|rank " +
       "--out out/demo-<time> --batch 8 --seq-len 64 --eval-tokens 8192]",
     load: async () => {
       const m = await import("./commands/demo.ts");

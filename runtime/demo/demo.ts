@@ -37,6 +37,11 @@ export interface DemoOptions {
   seed?: number;
   /** Kill and Revive (default on): each device trains its tier's budget ρ of the modules. */
   kr?: boolean;
+  /**
+   * With Kill and Revive, rank reallocation (`kr.rank_scale: "budget"`): the kept modules grow
+   * until they hold every module's LoRA parameters (default false).
+   */
+  rankRealloc?: boolean;
   /** Output folder: one sub-folder per device (adapter + report.json) and demo.json. */
   out: string;
   /** Job shape (defaults sized for a run under 3 minutes on 2 cores). */
@@ -112,6 +117,8 @@ export interface DemoResult {
   codec: DemoCodec;
   /** Kill and Revive on. */
   kr: boolean;
+  /** With rank reallocation (kr.rank_scale "budget"). */
+  rankRealloc: boolean;
   coordinator: string;
   out: string;
   steps: number;
@@ -156,6 +163,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const steps = opts.steps ?? d.steps, batch = opts.batch ?? d.batch;
   const seqLen = opts.seqLen ?? d.seqLen, rank = opts.rank ?? d.rank;
   const codec = opts.codec ?? "f32", seed = opts.seed ?? 0, kr = opts.kr ?? true;
+  const rankRealloc = kr && (opts.rankRealloc ?? false);
   const evalTokens = opts.evalTokens ?? d.evalTokens;
   const evalSeqLen = opts.evalSeqLen ?? d.evalSeqLen;
   const modelName = opts.model ?? "stories260K";
@@ -287,7 +295,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         seed: seed + i,
         codec: { activations: codec, gradients: codec },
         // Kill and Revive at the device's tier budget ρ; the other options are the defaults.
-        ...(kr ? { kr: { policy: "kr" } } : {}),
+        ...(kr ? { kr: { policy: "kr", ...(rankRealloc ? { rank_scale: "budget" } : {}) } } : {}),
         devices: [s.id],
       });
       jobs.push(j.id as string);
@@ -381,6 +389,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       trainSeconds,
       codec,
       kr,
+      rankRealloc,
       coordinator: coordinator.url,
       out: opts.out,
       steps,
@@ -452,6 +461,7 @@ export function demoResultJson(r: DemoResult): Record<string, unknown> {
     train_s: round(r.trainSeconds, 2),
     codec: r.codec,
     kr: r.kr,
+    rank_realloc: r.rankRealloc,
     steps: r.steps,
     batch: r.batch,
     seq_len: r.seqLen,

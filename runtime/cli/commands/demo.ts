@@ -1,5 +1,5 @@
 /**
- * `dlora demo [--devices 3 --steps N --codec f32|f16|bf16|int8 --seed S --kr on|off --out DIR]`:
+ * `dlora demo [--devices 3 --steps N --codec f32|f16|bf16|int8 --seed S --kr on|off|rank --out DIR]`:
  * the main job of DLORA.md §8 — a coordinator and N devices in different tiers on loopback, each
  * fine-tuning stories260K on its own private text. A live line per device on stderr, then a table
  * (tier, held-out NLL before/after, bytes, FLOPs, where the adapter and report went) on stdout.
@@ -67,8 +67,10 @@ class DeviceLines {
 export async function demoCommand(flags: Flags): Promise<Record<string, unknown>> {
   const cmd = "demo";
   const kr = flags.kr ?? "on";
-  if (kr !== "on" && kr !== "off") {
-    throw new UsageError(`${cmd}: --kr must be on or off, got "${kr}"`);
+  if (kr !== "on" && kr !== "off" && kr !== "rank") {
+    throw new UsageError(
+      `${cmd}: --kr must be on, off or rank (on with rank reallocation), got "${kr}"`,
+    );
   }
   const devices = optionalInt(flags, "devices", DEMO_DEFAULTS.devices, cmd);
   if (devices > 8) throw new UsageError(`${cmd}: --devices must be in 1..8, got ${devices}`);
@@ -90,7 +92,8 @@ export async function demoCommand(flags: Flags): Promise<Record<string, unknown>
     devices,
     steps: optionalInt(flags, "steps", DEMO_DEFAULTS.steps, cmd),
     codec,
-    kr: kr === "on",
+    kr: kr !== "off",
+    rankRealloc: kr === "rank",
     seed: optionalInt(flags, "seed", 0, cmd, 0),
     out,
     batch,
@@ -172,7 +175,9 @@ export function printDemoTable(json: Record<string, unknown>): void {
   for (const row of rows.slice(1)) console.log(fmt(row));
   console.log(
     `\n${r.devices.length} devices, ${r.steps} steps of ${r.batch}×${r.seq_len} tokens, codec ` +
-      `${r.codec}, rank ${r.rank}, Kill and Revive ${r.kr ? "on" : "off"}; wall ${r.wall_s} s ` +
+      `${r.codec}, rank ${r.rank}, Kill and Revive ${
+        r.kr ? (r.rank_realloc ? "on with rank reallocation" : "on") : "off"
+      }; wall ${r.wall_s} s ` +
       `(training ${r.train_s} s)`,
   );
   console.log(
