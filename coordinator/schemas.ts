@@ -110,7 +110,11 @@ const krSchema = z.strictObject({
    * LoRA parameters as `all` trains); 1 = no growth.
    */
   rank_scale: z.union([z.number().min(1).max(64), z.literal("budget")]).default(1),
-}).transform((kr) => ({ ...kr, lr_scale: kr.lr_scale ?? defaultLrScale(kr.rank_scale) }));
+}).transform(({ rank_scale, ...kr }) => ({
+  ...kr,
+  lr_scale: kr.lr_scale ?? defaultLrScale(rank_scale),
+  rank_scale,
+}));
 
 /** The job schema under `limits`; its output is the normalized spec that is stored. */
 export function jobSpecSchema(limits: JobLimits = DEFAULT_JOB_LIMITS) {

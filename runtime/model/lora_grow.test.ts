@@ -6,6 +6,7 @@ import {
   assertThrows,
 } from "../../tests/util.ts";
 import { readPeftAdapter, writePeftAdapter } from "../adapters/peft.ts";
+import { memoryFiles } from "../formats/hf.ts";
 import { loraFromAdapter, loraToAdapter } from "../train/adapter.ts";
 import { LlamaModel } from "./llama.ts";
 import { kernelsWith, loadStories, randomIds, randomLora } from "./testing.ts";
@@ -64,12 +65,7 @@ Deno.test("LocalLora.growRank keeps every output, grows A, B and the moments, an
     assertEquals(config.rank_pattern["model.layers.1.mlp.gate_proj"], 16);
     assertEquals(config.alpha_pattern["model.layers.1.mlp.gate_proj"], 32);
     assertEquals(config.rank_pattern["model.layers.3.self_attn.q_proj"], undefined);
-    const source = {
-      name: "mem",
-      read: (f: string) => Promise.resolve(files[f]),
-      exists: (f: string) => Promise.resolve(f in files),
-    };
-    const back = loraFromAdapter(k, c, await readPeftAdapter(source, c));
+    const back = loraFromAdapter(k, c, await readPeftAdapter(memoryFiles(files), c));
     try {
       const want = await model.logits(ids, shape, { hooks: lora });
       assertClose(await model.logits(ids, shape, { hooks: back }), want, { atol: 1e-5, rtol: 0 });

@@ -6,7 +6,7 @@ import {
   readPeftAdapter,
   writePeftAdapter,
 } from "../adapters/peft.ts";
-import type { FileSource } from "../formats/hf.ts";
+import { memoryFiles } from "../formats/hf.ts";
 import { parseSafetensors } from "../formats/safetensors.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { projDims } from "../model/modules.ts";
@@ -16,14 +16,6 @@ import { ACTIVE_MODULES_KEY, loraFromAdapter, loraToAdapter } from "./adapter.ts
 
 const weights = loadStories();
 const c = weights.config;
-
-function memoryFiles(files: Record<string, Uint8Array>): FileSource {
-  return {
-    name: "mem",
-    read: (f) => Promise.resolve(files[f]),
-    exists: (f) => Promise.resolve(f in files),
-  };
-}
 
 Deno.test("adapter: LocalLora → PEFT files → LocalLora gives the same logits", async () => {
   const k = await kernelsWith(1);
