@@ -103,12 +103,17 @@ export function numericGrad(
 }
 
 const cache = new Map<string, Promise<Kernels>>();
+// Stop the cached instances' worker threads when the test file ends (see runtime/model/testing.ts).
+const loaded = new Set<Kernels>();
+globalThis.addEventListener("unload", () => {
+  for (const k of loaded) k.close();
+});
 /** Shared kernel instance per options within one test file. */
 export function testKernels(opts: LoadOptions = {}): Promise<Kernels> {
   const key = JSON.stringify(opts);
   let k = cache.get(key);
   if (!k) {
-    k = Kernels.load(opts);
+    k = Kernels.load(opts).then((x) => (loaded.add(x), x));
     cache.set(key, k);
   }
   return k;

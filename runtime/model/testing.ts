@@ -33,11 +33,17 @@ export function loadStories(): LlamaWeights {
 }
 
 const kernels = new Map<number, Promise<Kernels>>();
+// Stop the cached instances' worker threads when the test file ends, rather than leave threads
+// spinning on shared memory while the runtime tears down.
+const loaded = new Set<Kernels>();
+globalThis.addEventListener("unload", () => {
+  for (const k of loaded) k.close();
+});
 /** One kernel instance per thread count for the whole test file. */
 export function kernelsWith(threads: number): Promise<Kernels> {
   let k = kernels.get(threads);
   if (!k) {
-    k = Kernels.load({ threads });
+    k = Kernels.load({ threads }).then((x) => (loaded.add(x), x));
     kernels.set(threads, k);
   }
   return k;
