@@ -88,14 +88,19 @@ Deno.test("kr: revive prefers the longest-killed modules", () => {
   }
 });
 
-Deno.test("kr: at a probe end probes compete with the active modules and the top stay", () => {
-  const state: SchedulerState = {
+/** Four active modules and two probes since step 18; g, h killed at 10. */
+function probeEnd(): SchedulerState {
+  return {
     ...initialState(MODS),
     active: ["a", "b", "c", "d"],
     probing: ["e", "f"],
     probeStart: 18,
     killedSince: { g: 10, h: 10 },
   };
+}
+
+Deno.test("kr: at a probe end probes compete with the active modules and the top stay", () => {
+  const state = probeEnd();
   const scores = new Map([["a", 5], ["b", 0.5], ["c", 4], ["d", 3], ["e", 6], ["f", 0.1]]);
   const d = kr.decide(input({ step: 21, state, scores }));
   assertEquals(d.active, ["a", "c", "d", "e"]);
@@ -113,13 +118,7 @@ Deno.test("kr: at a probe end probes compete with the active modules and the top
 });
 
 Deno.test("kr: with a margin a probe displaces an active module only by beating it by the margin", () => {
-  const state: SchedulerState = {
-    ...initialState(MODS),
-    active: ["a", "b", "c", "d"],
-    probing: ["e", "f"],
-    probeStart: 18,
-    killedSince: { g: 10, h: 10 },
-  };
+  const state = probeEnd();
   // The weakest active modules are b = 2 and d = 2.2; e beats b by ×1.2, f by ×1.6.
   const scores = new Map([["a", 5], ["b", 2], ["c", 4], ["d", 2.2], ["e", 2.4], ["f", 3.2]]);
   const at = (margin: number | undefined) =>

@@ -56,6 +56,16 @@ function checkLen(name: string, x: Float32Array, expected: number, what: string)
   }
 }
 
+/** M (n×n, upper triangle) += v·vᵀ, n = v.length. */
+function addOuterUpper(M: Float64Array, v: Float64Array): void {
+  const n = v.length;
+  for (let i = 0; i < n; i++) {
+    const vi = v[i];
+    if (vi === 0) continue;
+    for (let j = i; j < n; j++) M[i * n + j] += vi * v[j];
+  }
+}
+
 /**
  * ‖s·(B·A − B₀·A₀)‖_F without forming an out×in matrix.
  * A, A0: (r, in); B, B0: (out, r); returns a scalar.
@@ -93,11 +103,7 @@ export function effectiveWeightChange(
       prow[i] = b;
       prow[r + i] = b - B0[o * r + i];
     }
-    for (let i = 0; i < r2; i++) {
-      const pi = prow[i];
-      if (pi === 0) continue;
-      for (let j = i; j < r2; j++) G[i * r2 + j] += pi * prow[j];
-    }
+    addOuterUpper(G, prow);
   }
   // H = QQᵀ (2r×2r), rows of Q: (A − A0)[i, :] for i < r, A0[i − r, :] otherwise.
   const H = new Float64Array(r2 * r2);
@@ -108,11 +114,7 @@ export function effectiveWeightChange(
       qcol[i] = A[i * inDim + c] - a0;
       qcol[r + i] = a0;
     }
-    for (let i = 0; i < r2; i++) {
-      const qi = qcol[i];
-      if (qi === 0) continue;
-      for (let j = i; j < r2; j++) H[i * r2 + j] += qi * qcol[j];
-    }
+    addOuterUpper(H, qcol);
   }
   // tr(G·H) = Σ_ij G_ij H_ji; both symmetric, upper triangles stored: off-diagonals count twice.
   let sq = 0;
@@ -121,20 +123,6 @@ export function effectiveWeightChange(
     for (let j = i + 1; j < r2; j++) sq += 2 * G[i * r2 + j] * H[i * r2 + j];
   }
   return Math.abs(s) * Math.sqrt(Math.max(0, sq));
-}
-
-/** `effectiveWeightChange` per element of W (÷√(in·out)), to compare modules of different shapes. */
-export function effectiveWeightChangeRms(
-  A: Float32Array,
-  B: Float32Array,
-  A0: Float32Array,
-  B0: Float32Array,
-  r: number,
-  inDim: number,
-  outDim: number,
-  s = 1,
-): number {
-  return effectiveWeightChange(A, B, A0, B0, r, inDim, outDim, s) / Math.sqrt(inDim * outDim);
 }
 
 /**
