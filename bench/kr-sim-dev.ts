@@ -215,12 +215,12 @@ async function runOne(spec: string, rho: number, seed: number): Promise<RunResul
           s.endStep();
         }
       }
-      let c = 0, n = 0;
+      let c = 0;
+      const n = lora.parameterCount(on);
       for (const m of on) {
         const d = dims.get(m)!, r = lora.rankOf(d.layer, d.proj);
         c += loraForwardFlops(M, d.inDim, r, d.outDim) +
           loraBackwardFlops(M, d.inDim, r, d.outDim);
-        n += r * (d.inDim + d.outDim);
         // X down, ΔY up, G down, dX up: f32 activations per active module.
         bytes += 4 * M * 2 * (d.inDim + d.outDim);
       }

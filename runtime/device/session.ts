@@ -239,12 +239,7 @@ export class DeviceSession {
     this.#compute(() => {
       // Modules the coordinator did not exchange this step are detached: no optimizer update.
       lora.setActiveKeys(active);
-      let params = 0;
-      for (const key of active) {
-        const proj = key.split(".")[1] as Proj;
-        const { inDim, outDim } = projDims(this.config, proj);
-        params += lora.rankOf(Number(key.split(".")[0]), proj) * (inDim + outDim);
-      }
+      const params = lora.parameterCount(active);
       const { maxGradNorm, ...adam } = opts;
       this.selection.afterBackward(active);
       gradNorm = maxGradNorm !== undefined ? lora.clipGradNorm(maxGradNorm) : lora.gradNorm();

@@ -307,6 +307,17 @@ export class LocalLora implements LoraHooks, Freeable {
     for (const m of this.#order) m.active = on.has(m.key);
   }
 
+  /** Parameters (A and B) of the named modules, each at its own rank. */
+  parameterCount(keys: Iterable<string>): number {
+    let n = 0;
+    for (const key of keys) {
+      const m = this.#modules.get(key);
+      if (m === undefined) throw new Error(`LocalLora.parameterCount: no module "${key}"`);
+      n += m.params.length;
+    }
+    return n;
+  }
+
   /** A module's rank: the LoRA's, or more once grown. */
   rankOf(layer: number, proj: Proj): number {
     return this.#module(layer, proj, "rankOf").rank;

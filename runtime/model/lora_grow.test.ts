@@ -35,6 +35,10 @@ Deno.test("LocalLora.growRank keeps every output, grows A, B and the moments, an
     assertEquals(lora.growRank(["2.k"], 64), ["2.k"]);
     assertEquals(lora.rankOf(2, "k"), c.nKvHeads * (c.dim / c.nHeads));
     assertEquals(lora.growRank(["1.gate"], 8), [], "never shrinks");
+    assertEquals(
+      lora.parameterCount(["1.gate", "3.q"]),
+      16 * (c.dim + c.hiddenDim) + 4 * 2 * c.dim,
+    );
 
     // The same model function: B's new columns are zero.
     assertClose(await model.logits(ids, shape, { hooks: lora }), before, { atol: 1e-6, rtol: 0 });
